@@ -1,0 +1,152 @@
+"""Zero-shot classification in a relative space: class names x prompt templates -> class vectors.
+
+The prompts' text embeddings are kept, so when the space's anchors change the class vectors are
+rebuilt against the new anchors on the next call: a classifier never mixes two anchor sets.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from asif.relative import normalize_rows, sparse_scores
+
+if TYPE_CHECKING:
+    from asif.space import RelativeSpace, _State
+
+__all__ = ["ZeroShotClassifier", "format_prompts"]
+
+Template = str | Callable[[str], str]
+
+
+def format_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> list[str]:
+    """All prompts, class-major: class 0 with every template, then class 1, ...
+
+    Example:
+        >>> format_prompts(["cat", "dog"], ["a {}.", lambda c: f"my {c}"])
+        ['a cat.', 'my cat', 'a dog.', 'my dog']
+    """
+    return [t(c) if callable(t) else t.format(c) for c in classnames for t in templates]
+
+
+class ZeroShotClassifier:
+    """Predicts, for each image, the class whose prompts score best against it.
+
+    Build it with ``RelativeSpace.zero_shot_classifier``. ``combine="mean"`` scores an image
+    against the normalised mean of a class's prompt vectors; ``combine="max"`` takes the best
+    score over the class's prompts (as the reference code does).
+
+    Example:
+        >>> from asif import AnchorSet, RelativeSpace
+        >>> rng = np.random.default_rng(0)
+        >>> space = RelativeSpace(k=5).set_anchors(AnchorSet(rng.normal(size=(20, 4)), np.eye(20)))
+        >>> clf = space.zero_shot_classifier(["a", "b"], prompt_embeddings=np.eye(20)[:2, None, :])
+        >>> clf.predict(rng.normal(size=(3, 4))).shape
+        (3,)
+    """
+
+    def __init__(
+        self,
+        space: RelativeSpace,
+        classnames: Sequence[str],
+        templates: Sequence[Template] = ("a photo of a {}.",),
+        *,
+        combine: Literal["mean", "max"] = "mean",
+        prompt_embeddings: np.ndarray | None = None,
+        temperature: float = 0.01,
+    ) -> None:
+        classnames = [str(c) for c in classnames] if not isinstance(classnames, str) else []
+        if not classnames:
+            raise ValueError("classnames is empty: give at least one class name (a list of str).")
+        if len(set(classnames)) != len(classnames):
+            raise ValueError("classnames has duplicates: each class needs a distinct name.")
+        if combine not in ("mean", "max"):
+            raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}.")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+        if prompt_embeddings is None:
+            templates = list(templates)
+            if not templates:
+                raise ValueError("templates is empty: give at least one, e.g. 'a photo of a {}.'.")
+            prompts = space.encode_texts(format_prompts(classnames, templates))
+            n_templates = len(templates)
+        else:
+            prompt_embeddings = np.asarray(prompt_embeddings)
+            if prompt_embeddings.ndim != 3 or prompt_embeddings.shape[0] != len(classnames):
+                raise ValueError(
+                    "prompt_embeddings must have shape (n_classes, n_templates, d) = "
+                    f"({len(classnames)}, T, d), got {prompt_embeddings.shape}."
+                )
+            n_templates = prompt_embeddings.shape[1]
+            prompts = normalize_rows(
+                prompt_embeddings.reshape(-1, prompt_embeddings.shape[2]), what="prompt_embeddings"
+            )
+        self.space = space
+        self.classes_ = np.array(classnames)
+        self.combine = combine
+        self.temperature = float(temperature)
+        self.n_templates = n_templates
+        self.prompt_embeddings_ = prompts
+        self._lock = threading.Lock()
+        self._cached: tuple[int, sp.csr_array] | None = None
+        self._class_vectors(space._snapshot())  # fail now, not at the first predict
+
+    def __repr__(self) -> str:
+        return (
+            f"ZeroShotClassifier(n_classes={len(self.classes_)}, n_templates={self.n_templates}, "
+            f"combine={self.combine!r})"
+        )
+
+    def decision_function(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Scores (n_images, n_classes): higher means more likely that class."""
+        state = self.space._snapshot()
+        image_vectors = self.space._transform(state, self.space._embed(images, "image"), "image")
+        scores = sparse_scores(image_vectors, self._class_vectors(state))
+        if self.combine == "max":
+            scores = scores.reshape(scores.shape[0], len(self.classes_), self.n_templates).max(-1)
+        return scores
+
+    def predict(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """The best-scoring class name of each image."""
+        return self.classes_[np.argmax(self.decision_function(images), axis=1)]
+
+    def predict_proba(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Softmax of the scores divided by ``temperature``: (n_images, n_classes), rows sum to 1."""
+        logits = self.decision_function(images).astype(np.float64) / self.temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def _class_vectors(self, state: _State) -> sp.csr_array:
+        """Prompt vectors ("max") or class vectors ("mean") against ``state``'s anchors."""
+        with self._lock:
+            if self._cached is not None and self._cached[0] == state.version:
+                return self._cached[1]
+            vectors = self.space._transform(state, self.prompt_embeddings_, "text")
+            if self.combine == "mean":
+                vectors = _normalize_sparse_rows(_average_groups(vectors, self.n_templates))
+            self._cached = (state.version, vectors)
+            return vectors
+
+
+def _average_groups(rows: sp.csr_array, group: int) -> sp.csr_array:
+    """Mean of consecutive groups of ``group`` rows."""
+    n_groups = rows.shape[0] // group
+    averaging = sp.csr_array(
+        (
+            np.full(rows.shape[0], 1.0 / group, dtype=np.float32),
+            (np.repeat(np.arange(n_groups), group), np.arange(rows.shape[0])),
+        ),
+        shape=(n_groups, rows.shape[0]),
+    )
+    return sp.csr_array(averaging @ rows)
+
+
+def _normalize_sparse_rows(rows: sp.csr_array) -> sp.csr_array:
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).reshape(-1))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_array(sp.diags_array(scale.astype(np.float32)) @ rows)
