@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from asif.explain import Explanation, explain_vectors
 from asif.relative import normalize_rows, sparse_scores
 
 if TYPE_CHECKING:
@@ -105,10 +106,7 @@ class ZeroShotClassifier:
         """Scores (n_images, n_classes): higher means more likely that class."""
         state = self.space._snapshot()
         image_vectors = self.space._transform(state, self.space._embed(images, "image"), "image")
-        scores = sparse_scores(image_vectors, self._class_vectors(state))
-        if self.combine == "max":
-            scores = scores.reshape(scores.shape[0], len(self.classes_), self.n_templates).max(-1)
-        return scores
+        return self._combine(sparse_scores(image_vectors, self._class_vectors(state)))
 
     def predict(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
         """The best-scoring class name of each image."""
@@ -120,6 +118,62 @@ class ZeroShotClassifier:
         logits -= logits.max(axis=1, keepdims=True)
         proba = np.exp(logits)
         return proba / proba.sum(axis=1, keepdims=True)
+
+    def explain(self, image: Any, top: int | None = 5, against: str | None = None) -> Explanation:
+        """The anchor pairs behind one image's predicted class (or its margin over ``against``).
+
+        Args:
+            image: one image (a path or PIL image) or its (d,) / (1, d) embedding.
+            top: how many anchors to list (``None``: all; their values then sum to the score).
+            against: another class name: explain the margin ``score(predicted) - score(against)``
+                instead, i.e. the anchors that separate the two classes.
+
+        Returns:
+            An :class:`~asif.explain.Explanation`; ``print()`` it for a table of captions.
+        """
+        if isinstance(image, np.ndarray) and image.dtype != object:
+            image = image.reshape(1, -1) if image.ndim == 1 else image
+            if image.shape[0] != 1:
+                raise ValueError(f"explain takes one image, got {image.shape[0]} embeddings.")
+        else:
+            image = [image]
+        state = self.space._snapshot()
+        vector = self.space._transform(state, self.space._embed(image, "image"), "image")
+        scores = sparse_scores(vector, self._class_vectors(state))
+        predicted = int(np.argmax(self._combine(scores)[0]))
+        target = self._vector_of(state, scores, predicted)
+        if against is not None:
+            other = self._class_position(against)
+            target = sp.csr_array(target - self._vector_of(state, scores, other))
+        return explain_vectors(
+            vector,
+            target,
+            state.anchors,
+            top=top,
+            label=str(self.classes_[predicted]),
+            against=against,
+        )
+
+    def _combine(self, scores: np.ndarray) -> np.ndarray:
+        if self.combine == "max":
+            return scores.reshape(scores.shape[0], len(self.classes_), self.n_templates).max(-1)
+        return scores
+
+    def _vector_of(self, state: _State, scores: np.ndarray, position: int) -> sp.csr_array:
+        """The vector class ``position`` was scored with: its class vector, or its best prompt."""
+        vectors = self._class_vectors(state)
+        if self.combine == "max":
+            best = np.argmax(
+                scores[0, position * self.n_templates : (position + 1) * self.n_templates]
+            )
+            position = position * self.n_templates + int(best)
+        return sp.csr_array(vectors[[position]])
+
+    def _class_position(self, name: str) -> int:
+        found = np.flatnonzero(self.classes_ == name)
+        if found.size == 0:
+            raise ValueError(f"unknown class {name!r}; the classes are {list(self.classes_)}.")
+        return int(found[0])
 
     def _class_vectors(self, state: _State) -> sp.csr_array:
         """Prompt vectors ("max") or class vectors ("mean") against ``state``'s anchors."""
