@@ -73,7 +73,7 @@ def test_jsonl_errors_name_the_line(tmp_path, images) -> None:
 def test_missing_images_and_empty_files(tmp_path, images) -> None:
     file = tmp_path / "c.jsonl"
     file.write_text(json.dumps({"image": "images/zzz.jpg", "caption": "x"}) + "\n")
-    with pytest.raises(FileNotFoundError, match="zzz.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"zzz\.jpg"):
         read_caption_pairs(file)
     assert read_caption_pairs(file, check_files=False).image_paths[0].endswith("zzz.jpg")
     file.write_text("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def test_empty_folder_is_a_clear_error(image_encoder, tmp_path) -> None:
 def test_corrupt_file_raises_naming_the_path_or_is_skipped(image_encoder, photos, tmp_path) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 this is not a jpeg" * 10)
-    with pytest.raises(ImageDecodeError, match="broken.jpg") as info:
+    with pytest.raises(ImageDecodeError, match=re.escape(str(bad))) as info:
         image_encoder.encode([photos[0], bad])
     assert isinstance(info.value, ValueError) and info.value.path == str(bad)
 
@@ -183,7 +184,7 @@ def test_corrupt_file_raises_naming_the_path_or_is_skipped(image_encoder, photos
 
 
 def test_missing_file_raises_file_not_found(image_encoder, tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="nowhere.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.jpg"):
         image_encoder.encode([tmp_path / "nowhere.jpg"])
 
 
