@@ -50,6 +50,8 @@ class RelativeSpace:
         device: torch device for the encoders (``None``: cuda when present, else cpu).
         batch_size: encoder batch size.
         show_progress_bar: encoder progress bars (``None``: quiet unless logging at INFO).
+        cache: embedding cache for image files and texts (``True``: ``~/.cache/asif``, or a
+            folder); ``None`` encodes everything every time.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -71,6 +73,7 @@ class RelativeSpace:
         device: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
+        cache: bool | str | None = None,
     ) -> None:
         self.k = k
         self.p = p
@@ -81,6 +84,7 @@ class RelativeSpace:
         self.device = device
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
+        self.cache = cache
         self._state: _State | None = None
         self._encoders: dict[Modality, Any] = {}
         self._encoder_lock = threading.Lock()
@@ -105,7 +109,7 @@ class RelativeSpace:
             ids: optional N unique anchor ids.
         """
         captions = list(captions)
-        image_embeddings = self._embed(images, "image")
+        image_embeddings = self._embed_unique(images)
         if image_embeddings.shape[0] != len(captions):
             raise ValueError(
                 f"got {image_embeddings.shape[0]} images but {len(captions)} captions: "
@@ -230,10 +234,19 @@ class RelativeSpace:
             return normalize_rows(inputs, what=f"{modality} embeddings")
         if isinstance(inputs, str) and modality == "text":
             raise ValueError("texts must be a list of strings, not one string: wrap it in a list.")
+        options = {} if self.cache is None else {"cache": self.cache}
         embeddings = self._get_encoder(modality).encode(
-            inputs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar
+            inputs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar, **options
         )
         return normalize_rows(np.asarray(embeddings), what=f"{modality} embeddings")
+
+    def _embed_unique(self, images: Any) -> np.ndarray:
+        """Image embeddings, encoding each distinct path once (captioned images often repeat)."""
+        if not _all_paths(images):
+            return self._embed(images, "image")
+        paths = [str(x) for x in images]
+        unique, inverse = np.unique(np.array(paths, dtype=object), return_inverse=True)
+        return self._embed(list(unique), "image")[inverse]
 
     def _get_encoder(self, modality: Modality) -> Any:
         with self._encoder_lock:
