@@ -91,6 +91,10 @@ def test_features_are_the_pooled_pre_logits_of_the_classifier(
             lite0_with_head.forward_features(image_encoder.transform(img)[None]), pre_logits=True
         )
     expected = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    # the encoder runs a BatchNorm-folded copy of the same weights: same features
+    from timm.layers import BatchNormAct2d
+
+    assert not any(isinstance(m, BatchNormAct2d) for m in image_encoder.model.modules())
     np.testing.assert_allclose(image_encoder.encode(img), expected, atol=1e-5)
 
 
@@ -377,3 +381,25 @@ def test_hash_memo_gives_content_hashes(tmp_path) -> None:
     Path(files[0]).write_bytes(b"new content")
     assert cache.hash_files(files)[0] == hashlib.sha256(b"new content").hexdigest()
     assert cache.hash_files([str(tmp_path / "gone")], missing_ok=True) == [None]
+
+
+def test_text_cache_hit_is_identical_and_skips_the_model(text_encoder, tmp_path) -> None:
+    texts = ["a photo of a cat.", "a red car.", "a photo of a cat."]
+    first = text_encoder.encode(texts, cache=tmp_path / "c")
+    np.testing.assert_allclose(first, text_encoder.encode(texts), atol=1e-6)
+    calls = []
+    original = text_encoder._encode
+
+    def counted(items, *args):  # type: ignore[no-untyped-def]
+        calls.append(list(items))
+        return original(items, *args)
+
+    text_encoder._encode = counted
+    try:
+        np.testing.assert_array_equal(text_encoder.encode(texts, cache=tmp_path / "c"), first)
+        assert calls == []
+        mixed = text_encoder.encode(["a red car.", "a blue boat."], cache=tmp_path / "c")
+        assert calls == [["a blue boat."]]
+        np.testing.assert_array_equal(mixed[0], first[1])
+    finally:
+        del text_encoder._encode

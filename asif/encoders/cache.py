@@ -1,4 +1,4 @@
-"""An on-disk cache of image embeddings keyed by (encoder name, sha256 of the file content).
+"""An on-disk cache of embeddings keyed by (encoder name, sha256 of the image file or the text).
 
 Layout under the cache root (default ``~/.cache/asif/embeddings``, or ``$ASIF_CACHE/embeddings``)::
 
@@ -40,7 +40,7 @@ _MEMO = "file-hashes.json"
 
 
 class EmbeddingCache:
-    """Embeddings of image files on disk, keyed by (encoder name, content hash).
+    """Embeddings on disk, keyed by (encoder name, sha256 of an image file's bytes or a text).
 
     Args:
         root: the cache folder; None uses ``cache_dir() / "embeddings"``.
@@ -155,6 +155,11 @@ def resolve_cache(
     raise TypeError(
         f"cache must be a bool, a path or an EmbeddingCache, got {type(cache).__name__}"
     )
+
+
+def text_key(text: str) -> str:
+    """The cache key of a text: the sha256 hex digest of its UTF-8 bytes."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _sha256_file(path: str) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ._common import resolve_device, show_progress
 from ._registry import EncoderSpec, resolve_text_name
+from .cache import EmbeddingCache, resolve_cache, text_key
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -54,6 +55,8 @@ class TextEncoder:
         texts: str | Iterable[str],
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
+        *,
+        cache: bool | str | os.PathLike[str] | EmbeddingCache | None = None,
     ) -> np.ndarray:
         """Embed texts.
 
@@ -61,6 +64,9 @@ class TextEncoder:
             texts: a list of strings, or one string.
             batch_size: texts per forward pass (sentence-transformers sorts them by length).
             show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
+            cache: reuse and store embeddings on disk, keyed by (encoder name, sha256 of the
+                UTF-8 text); True uses the default cache folder, a path or an
+                :class:`EmbeddingCache` chooses it (see ``encode`` of the image encoder).
 
         Returns:
             ``(n, dim)`` float32 array with unit-norm rows, in input order; one string gives
@@ -81,6 +87,22 @@ class TextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        store = resolve_cache(cache)
+        if store is None:
+            return self._encode(items, batch_size, show_progress_bar)
+        keys = [text_key(t) for t in items]
+        found = store.get(self.name, keys)
+        todo = list(dict.fromkeys(k for k in keys if k not in found))
+        if todo:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            fresh = self._encode([items[first[k]] for k in todo], batch_size, show_progress_bar)
+            store.put(self.name, todo, fresh)
+            found.update(zip(todo, fresh, strict=True))
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _encode(
+        self, items: list[str], batch_size: int, show_progress_bar: bool | None
+    ) -> np.ndarray:
         out = self.model.encode(
             items,
             batch_size=batch_size,
