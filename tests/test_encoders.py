@@ -403,3 +403,15 @@ def test_text_cache_hit_is_identical_and_skips_the_model(text_encoder, tmp_path)
         np.testing.assert_array_equal(mixed[0], first[1])
     finally:
         del text_encoder._encode
+
+
+def test_repeated_paths_are_encoded_once(image_encoder, photos, tmp_path, monkeypatch) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"garbage" * 50)
+    counter = _CountingEncoder(image_encoder, monkeypatch)
+    inputs = [photos[0], bad, photos[1], photos[0], bad, photos[0]]
+    x = image_encoder.encode(inputs, on_error="skip")
+    assert counter.images == 2 and x.shape == (4, 1280)
+    np.testing.assert_array_equal(x[0], x[2])
+    np.testing.assert_array_equal(x[0], x[3])
+    assert [s.index for s in image_encoder.last_skipped] == [1, 4]

@@ -162,6 +162,7 @@ class ImageEncoder:
         Args:
             inputs: image paths or PIL images (a list, or one of them), or a folder: every image
                 file directly inside it, in sorted name order (``asif.data.list_image_files``).
+                A path that appears several times is decoded and encoded once.
             batch_size: images per forward pass.
             show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
             on_error: ``"raise"`` stops at the first missing or undecodable file;
@@ -191,38 +192,50 @@ class ImageEncoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         items = _as_items(inputs)
+        # a path named several times (an image with several captions) is encoded once
+        first: dict[str, int] = {}
+        inverse = [first.setdefault(x, i) if isinstance(x, str) else i for i, x in enumerate(items)]
+        unique = sorted(set(inverse))
         self.last_skipped = []
         out = np.zeros((len(items), self.dim), dtype=np.float32)
-        todo = list(range(len(items)))
+        todo = unique
         store = resolve_cache(cache)
         keys: list[str | None] = [None] * len(items)
         if store is not None:
-            todo = self._from_cache(store, items, keys, out, on_error)
+            todo = self._from_cache(store, items, unique, keys, out, on_error)
         good = self._encode_items(items, todo, out, batch_size, show_progress_bar, on_error)
         if store is not None:
             fresh = [i for i in good if keys[i] is not None]
             store.put(self.name, [keys[i] for i in fresh], out[fresh])  # type: ignore[misc]
+        out = out[inverse]
         if self.last_skipped:
-            dropped = {s.index for s in self.last_skipped}
-            out = out[[i for i in range(len(items)) if i not in dropped]]
+            reasons = {s.index: s.reason for s in self.last_skipped}
+            self.last_skipped = [
+                SkippedImage(i, str(items[i]), reasons[j])
+                for i, j in enumerate(inverse)
+                if j in reasons
+            ]
+            out = out[[j not in reasons for j in inverse]]
         return out
 
     def _from_cache(
         self,
         store: EmbeddingCache,
         items: list[Any],
+        indices: list[int],
         keys: list[str | None],
         out: np.ndarray,
         on_error: str,
     ) -> list[int]:
-        """Fill ``out`` with cached rows; return the indices still to encode."""
-        file_indices = [i for i, item in enumerate(items) if isinstance(item, str)]
+        """Fill ``out[indices]`` with cached rows; return the indices still to encode."""
+        file_indices = [i for i in indices if isinstance(items[i], str)]
         hashes = store.hash_files([items[i] for i in file_indices], missing_ok=on_error == "skip")
         for i, h in zip(file_indices, hashes, strict=True):
             keys[i] = h
         found = store.get(self.name, [keys[i] for i in file_indices if keys[i] is not None])
         todo = []
-        for i, key in enumerate(keys):
+        for i in indices:
+            key = keys[i]
             if key is not None and key in found:
                 out[i] = found[key]
             else:  # not cached, a PIL image, or a missing file that decoding will report
