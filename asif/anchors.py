@@ -1,19 +1,47 @@
 """``AnchorSet``: the paired image and text embeddings that define the axes of an ASIF space.
 
 Anchor ``i`` is one image-caption pair: row ``i`` of ``image_embeddings`` and of ``text_embeddings``,
-caption ``captions[i]`` and a stable integer id ``ids[i]``. This module holds and checks them; it never
-runs an encoder.
+caption ``captions[i]`` and a stable integer id ``ids[i]``. This module holds and checks them, and
+saves and loads them (see :meth:`AnchorSet.save`); it never runs an encoder.
+
+On disk an anchor set is a folder::
+
+    manifest.json            format, format_version, n, image_dim, text_dim, dtype, encoder names,
+                             and {"sha256", "bytes"} of every other file
+    image_embeddings.npy     (N, d_image) float32 or float16, memory-mapped on load
+    text_embeddings.npy      (N, d_text)
+    ids.jsonl                one integer id per line
+    captions.jsonl           one JSON string per line (only if the set has captions)
+    image_paths.jsonl        likewise (only if the set has image paths)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from asif import storage
 from asif.relative import normalize_rows
 
 __all__ = ["AnchorSet"]
+
+FORMAT = "asif-anchors"
+FORMAT_VERSION = 1
+_DTYPES = ("float32", "float16")
+_CHUNK_ROWS = 1 << 16
+
+
+class _Rows(Protocol):
+    """Rows held elsewhere (an ``AnchorIndex``), materialised only when asked for."""
+
+    def vectors(self) -> np.ndarray: ...
+
+    def iter_vectors(self) -> Iterator[np.ndarray]: ...
 
 
 class AnchorSet:
@@ -53,16 +81,54 @@ class AnchorSet:
                 f"image_embeddings has {n} rows but text_embeddings has {texts.shape[0]}: "
                 "each anchor is one image-caption pair, so both need the same N."
             )
-        self.image_embeddings = images
-        self.text_embeddings = texts
-        self.captions = _optional_strings(captions, n, "captions")
-        self.image_paths = _optional_strings(image_paths, n, "image_paths")
-        self.ids = _check_ids(ids, n)
+        self._setup(
+            images,
+            texts,
+            (images.shape[1], texts.shape[1]),
+            ids=_check_ids(ids, n),
+            captions=_optional_strings(captions, n, "captions"),
+            image_paths=_optional_strings(image_paths, n, "image_paths"),
+            image_encoder=image_encoder,
+            text_encoder=text_encoder,
+        )
+
+    def _setup(
+        self,
+        images: np.ndarray | _Rows,
+        texts: np.ndarray | _Rows,
+        dims: tuple[int, int],
+        *,
+        ids: np.ndarray,
+        captions: list[str] | None,
+        image_paths: list[str] | None,
+        image_encoder: str | None,
+        text_encoder: str | None,
+    ) -> None:
+        self._rows: dict[str, np.ndarray | _Rows] = {"image": images, "text": texts}
+        self._dims = dims
+        self._lock = threading.Lock()
+        self._id_order: np.ndarray | None = None
+        self.ids = ids
+        self.captions = captions
+        self.image_paths = image_paths
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
 
+    @classmethod
+    def _trusted(
+        cls,
+        images: np.ndarray | _Rows,
+        texts: np.ndarray | _Rows,
+        dims: tuple[int, int],
+        **metadata: Any,
+    ) -> AnchorSet:
+        """An AnchorSet from parts already checked (no copy, no normalisation): for loaders."""
+        anchors = object.__new__(cls)
+        anchors._setup(images, texts, dims, **metadata)
+        return anchors
+
     def __len__(self) -> int:
-        return self.image_embeddings.shape[0]
+        return self.ids.shape[0]
 
     def __repr__(self) -> str:
         return (
@@ -71,14 +137,162 @@ class AnchorSet:
         )
 
     @property
+    def image_embeddings(self) -> np.ndarray:
+        """(N, d_image) unit rows: float32, or float16 when loaded from a float16 save."""
+        return self._materialize("image")
+
+    @property
+    def text_embeddings(self) -> np.ndarray:
+        """(N, d_text) unit rows, row i describing the same pair as image row i."""
+        return self._materialize("text")
+
+    @property
     def image_dim(self) -> int:
         """Dimension of the image embeddings."""
-        return self.image_embeddings.shape[1]
+        return self._dims[0]
 
     @property
     def text_dim(self) -> int:
         """Dimension of the text embeddings."""
-        return self.text_embeddings.shape[1]
+        return self._dims[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype the embeddings are held in (float32, or float16 from a float16 save)."""
+        rows = self._rows["image"]
+        return rows.dtype if isinstance(rows, np.ndarray) else np.dtype(np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of both embedding arrays, as held."""
+        return len(self) * (self.image_dim + self.text_dim) * self.dtype.itemsize
+
+    def _materialize(self, side: str) -> np.ndarray:
+        rows = self._rows[side]
+        if isinstance(rows, np.ndarray):
+            return rows
+        with self._lock:  # after add/remove: gathered from the index once, on first access
+            rows = self._rows[side]
+            if not isinstance(rows, np.ndarray):
+                rows = self._rows[side] = rows.vectors()
+            return rows
+
+    def _iter_rows(self, side: str) -> Iterator[np.ndarray]:
+        rows = self._rows[side]
+        if isinstance(rows, np.ndarray):
+            for start in range(0, rows.shape[0], _CHUNK_ROWS):
+                yield rows[start : start + _CHUNK_ROWS]
+        else:
+            yield from rows.iter_vectors()
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
+        """Write this set to the folder ``path`` atomically; returns the path.
+
+        The folder is written beside ``path`` and renamed into place only once every file is on
+        disk, so an exception or a crash mid-save leaves a previous set at ``path`` unchanged.
+        Memory stays at one chunk of rows, whatever N.
+
+        Args:
+            path: the folder (created, or replaced if it holds a saved asif anchor set).
+            dtype: ``"float32"``, or ``"float16"`` to halve the files and the memory of a
+                loaded set (search still computes in float32; cosines change by ~1e-3).
+
+        Example:
+            >>> import tempfile
+            >>> a = AnchorSet(np.eye(3), np.eye(3), captions=["x", "y", "z"])
+            >>> folder = a.save(Path(tempfile.mkdtemp()) / "anchors")
+            >>> b = AnchorSet.load(folder)
+            >>> b.captions, bool((b.image_embeddings == a.image_embeddings).all())
+            (['x', 'y', 'z'], True)
+        """
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}.")
+        n = len(self)
+        with storage.atomic_folder(path) as tmp:
+            files = {
+                "image_embeddings.npy": storage.write_npy(
+                    tmp / "image_embeddings.npy",
+                    (n, self.image_dim),
+                    dtype,
+                    self._iter_rows("image"),
+                ),
+                "text_embeddings.npy": storage.write_npy(
+                    tmp / "text_embeddings.npy", (n, self.text_dim), dtype, self._iter_rows("text")
+                ),
+                "ids.jsonl": storage.write_jsonl(tmp / "ids.jsonl", self.ids.tolist()),
+            }
+            for name, column in (("captions", self.captions), ("image_paths", self.image_paths)):
+                if column is not None:
+                    files[f"{name}.jsonl"] = storage.write_jsonl(tmp / f"{name}.jsonl", column)
+            storage.write_json(tmp / storage.MANIFEST, self._manifest(dtype, files))
+        return Path(path)
+
+    def _manifest(self, dtype: str, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "n": len(self),
+            "image_dim": self.image_dim,
+            "text_dim": self.text_dim,
+            "dtype": dtype,
+            "image_encoder": self.image_encoder,
+            "text_encoder": self.text_encoder,
+            "files": files,
+        }
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, mmap: bool = True, verify: bool | None = None
+    ) -> AnchorSet:
+        """Load a set written by :meth:`save`, checking it against its manifest.
+
+        Args:
+            path: the folder.
+            mmap: memory-map the embeddings (read-only, paged in on use) instead of reading them.
+            verify: check every file's sha256. ``None`` (default) verifies sets of at most 1 GiB
+                of files; hashing reads every byte once (about 1-2 s per GB on one core, e.g.
+                ~7 s for a million 1280 + 384-d float32 anchors), so it is off by default for
+                large sets, where missing or truncated files are still detected (sizes are always
+                checked).
+
+        Raises:
+            FileNotFoundError: ``path`` is not a saved anchor set.
+            asif.storage.AnchorFileError: a file is missing, truncated or altered.
+        """
+        folder = Path(path)
+        manifest = storage.read_manifest(folder, FORMAT, FORMAT_VERSION)
+        try:
+            n, dims, dtype = (
+                manifest["n"],
+                (manifest["image_dim"], manifest["text_dim"]),
+                manifest["dtype"],
+            )
+            files = manifest["files"]
+            encoders = manifest["image_encoder"], manifest["text_encoder"]
+        except KeyError as error:
+            raise storage.AnchorFileError(f"{folder / storage.MANIFEST} lacks {error}.") from error
+        if dtype not in _DTYPES:
+            raise storage.AnchorFileError(f"{folder} has unsupported dtype {dtype!r}.")
+        storage.check_files(folder, files, verify)
+        images = storage.load_npy(folder / "image_embeddings.npy", (n, dims[0]), dtype, mmap=mmap)
+        texts = storage.load_npy(folder / "text_embeddings.npy", (n, dims[1]), dtype, mmap=mmap)
+        ids = np.asarray(storage.read_jsonl(folder / "ids.jsonl", n), dtype=np.int64)
+        columns = {
+            name: storage.read_jsonl(folder / f"{name}.jsonl", n)
+            if f"{name}.jsonl" in files
+            else None
+            for name in ("captions", "image_paths")
+        }
+        return cls._trusted(
+            images,
+            texts,
+            dims,
+            ids=ids,
+            image_encoder=encoders[0],
+            text_encoder=encoders[1],
+            **columns,
+        )
 
     def positions(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Row positions of the given anchor ids; an unknown id is a ``KeyError`` naming it.
@@ -88,8 +302,13 @@ class AnchorSet:
             >>> a.positions([30, 10]).tolist()
             [2, 0]
         """
-        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
-        order = np.argsort(self.ids, kind="stable")
+        wanted = np.asarray(ids)
+        if wanted.size and not np.issubdtype(wanted.dtype, np.integer):
+            raise KeyError(f"anchor ids are integers, got {wanted.dtype} values.")
+        wanted = wanted.astype(np.int64).reshape(-1)
+        if self._id_order is None:
+            self._id_order = np.argsort(self.ids, kind="stable")
+        order = self._id_order
         found = np.searchsorted(self.ids, wanted, sorter=order)
         found = np.minimum(found, len(self) - 1)
         pos = order[found]
@@ -112,11 +331,18 @@ class AnchorSet:
                 raise ValueError(f"boolean mask must have shape ({len(self)},), got {rows.shape}.")
             rows = np.flatnonzero(rows)
         rows = rows.astype(np.int64, copy=False).reshape(-1)
-        return AnchorSet(
-            self.image_embeddings[rows],
-            self.text_embeddings[rows],
+        if rows.size == 0:
+            raise ValueError("select needs at least one row: an anchor set cannot be empty.")
+        ids = self.ids[rows]
+        if np.unique(ids).size != ids.size:
+            raise ValueError("select got a row more than once: ids must stay unique.")
+        images, texts = self.image_embeddings[rows], self.text_embeddings[rows]
+        return AnchorSet._trusted(  # rows are already unit vectors: copy, do not renormalise
+            images,
+            texts,
+            self._dims,
+            ids=ids,
             captions=None if self.captions is None else [self.captions[i] for i in rows],
-            ids=self.ids[rows],
             image_paths=None if self.image_paths is None else [self.image_paths[i] for i in rows],
             image_encoder=self.image_encoder,
             text_encoder=self.text_encoder,
@@ -142,11 +368,16 @@ class AnchorSet:
                 raise ValueError(
                     f"cannot concatenate anchors made by {side} {mine!r} and {theirs!r}."
                 )
-        return AnchorSet(
-            np.concatenate([self.image_embeddings, other.image_embeddings]),
-            np.concatenate([self.text_embeddings, other.text_embeddings]),
+        ids = _check_ids(np.concatenate([self.ids, other.ids]), len(self) + len(other))
+        dtype = np.result_type(self.dtype, other.dtype)
+        return AnchorSet._trusted(  # both are already unit vectors: copy, do not renormalise
+            np.concatenate([self.image_embeddings, other.image_embeddings]).astype(
+                dtype, copy=False
+            ),
+            np.concatenate([self.text_embeddings, other.text_embeddings]).astype(dtype, copy=False),
+            self._dims,
+            ids=ids,
             captions=_concat_optional(self.captions, other.captions, len(self), len(other)),
-            ids=np.concatenate([self.ids, other.ids]),
             image_paths=_concat_optional(
                 self.image_paths, other.image_paths, len(self), len(other)
             ),

@@ -1,21 +1,44 @@
 """FAISS top-k inner-product search over L2-normalised anchor vectors.
 
-This module knows vectors, not images or captions. Exact search (``IndexFlatIP``) is the default;
-any FAISS index-factory string can be given for large N. Queries are searched in chunks so memory
-stays bounded for any number of queries. Where the installed FAISS has GPUs, the index is cloned
-onto them (``gpu="auto"``); asking for a GPU that is not there is an error, never a silent fallback.
+This module knows vectors, not images or captions.
+
+Exact search (``factory="Flat"``, the default, on the CPU) builds no FAISS index at all: the
+anchor arrays *are* the index, searched with ``faiss.knn`` where they lie (a memory-mapped
+``.npy`` included), so building an index costs nothing and a swap copies no anchors. The vectors
+are kept as a tuple of read-only *segments* (blocks of rows), each searched separately and the
+per-segment top-k merged:
+
+- ``with_added(vectors)`` appends one segment: its cost is the new rows only.
+- ``without(positions)`` marks rows removed (a per-segment mask) and searches each segment for
+  ``k + removed`` candidates, so results stay exact; a segment is rewritten without its removed
+  rows once more than 1/8 of it is removed, so the cost of a removal is bounded by one segment
+  (at most ``SEGMENT_ROWS`` rows) per touched segment.
+
+Both return a new index and leave the old one untouched, so a search running in another thread
+on the old index is never disturbed. Queries are searched in chunks so memory stays bounded.
+
+Any other ``faiss.index_factory`` string (and ``gpu=True``/``"auto"`` where FAISS has GPUs) builds
+a FAISS index over a copy of the vectors; ``with_added``/``without`` then rebuild that index.
+Asking for a GPU that is not there is an error, never a silent fallback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
-__all__ = ["AnchorIndex", "gpu_available"]
+__all__ = ["SEGMENT_ROWS", "AnchorIndex", "gpu_available"]
 
 DEFAULT_QUERY_BATCH = 4096
+SEGMENT_ROWS = 1 << 16
+"""Rows per segment: the unit of search, of removal bookkeeping and of compaction."""
+_SMALL_SEGMENTS = 8
+"""More than this many segments under ``SEGMENT_ROWS / 2`` rows are merged after an add."""
+_COMPACT_FRACTION = 8
+"""A segment is rewritten without its removed rows once more than 1/8 of them are removed."""
 
 
 def gpu_available() -> bool:
@@ -23,13 +46,56 @@ def gpu_available() -> bool:
     return hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
 
 
+def _exact_search(
+    vectors: np.ndarray, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner products of ``queries`` against ``vectors`` (both float32, C-order)."""
+    return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A read-only block of anchor rows; ``ranks[row]`` is the row's rank among the alive rows."""
+
+    vectors: np.ndarray
+    ranks: np.ndarray | None = None  # None: no row removed, rank = row; else -1 marks removed
+    n_removed: int = 0
+
+    @property
+    def n_alive(self) -> int:
+        return self.vectors.shape[0] - self.n_removed
+
+    def alive_vectors(self) -> np.ndarray:
+        return self.vectors if self.ranks is None else self.vectors[self.ranks >= 0]
+
+    def remove(self, local_positions: np.ndarray) -> _Segment | None:
+        """This segment without the alive rows of the given ranks (None if nothing is left)."""
+        if self.ranks is None:
+            rows, alive = local_positions, np.ones(self.vectors.shape[0], bool)
+        else:
+            alive = self.ranks >= 0
+            rows = np.flatnonzero(alive)[local_positions]
+        alive[rows] = False
+        n_removed = self.vectors.shape[0] - int(alive.sum())
+        if n_removed == self.vectors.shape[0]:
+            return None
+        if n_removed * _COMPACT_FRACTION > self.vectors.shape[0]:
+            return _Segment(_readonly(self.vectors[alive]))
+        ranks = np.cumsum(alive, dtype=np.int64) - 1
+        ranks[~alive] = -1
+        return _Segment(self.vectors, ranks, n_removed)
+
+
 class AnchorIndex:
     """Top-k inner-product search over one modality's anchors.
 
     Args:
-        vectors: (N, d) float32 anchor vectors, rows already L2-normalised.
+        vectors: (N, d) anchor vectors, rows already L2-normalised. float32 C-contiguous arrays
+            (memory-mapped ones included) are used in place, without a copy, for exact search;
+            other dtypes (float16) are converted to float32 once.
         factory: ``"Flat"`` for exact search, or any ``faiss.index_factory`` string
-            (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``); approximate indexes are trained on ``vectors``.
+            (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``); approximate indexes are trained on ``vectors``
+            and rebuilt by ``with_added`` / ``without``.
         gpu: ``"auto"`` uses all GPUs when FAISS has them, ``True`` requires them, ``False`` never.
         query_batch: queries searched per chunk.
 
@@ -38,6 +104,8 @@ class AnchorIndex:
         >>> cos, idx = AnchorIndex(x).search(x[:1], k=2)
         >>> idx[0, 0], float(cos[0, 0])
         (np.int64(0), 1.0)
+        >>> AnchorIndex(x).without([0]).with_added(x[:1]).search(x[:1], k=1)[1].tolist()
+        [[2]]
     """
 
     def __init__(
@@ -48,7 +116,7 @@ class AnchorIndex:
         gpu: bool | str = "auto",
         query_batch: int = DEFAULT_QUERY_BATCH,
     ) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = _as_float32(vectors)
         if vectors.ndim != 2 or vectors.shape[0] == 0:
             raise ValueError(
                 f"anchor vectors must be a non-empty (N, d) array, got {vectors.shape}."
@@ -57,25 +125,105 @@ class AnchorIndex:
             raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
         if query_batch < 1:
             raise ValueError(f"query_batch must be >= 1, got {query_batch}.")
-        self.n, self.d = vectors.shape
-        self.factory = factory
-        self.query_batch = int(query_batch)
-        index = _build_cpu_index(vectors, factory)
-        self.on_gpu = False
         if gpu is True and not gpu_available():
             raise RuntimeError(
                 "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
                 "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
             )
-        if gpu is not False and gpu_available():
-            index = faiss.index_cpu_to_all_gpus(index)
-            self.on_gpu = True
-        self._index = index
+        self.factory = factory
+        self.gpu = gpu
+        self.query_batch = int(query_batch)
+        self.on_gpu = gpu is not False and gpu_available()
+        segments = tuple(
+            _Segment(vectors[start : start + SEGMENT_ROWS])
+            for start in range(0, vectors.shape[0], SEGMENT_ROWS)
+        )
+        self._setup(segments, vectors.shape[1], whole=vectors)
+
+    def _setup(self, segments: tuple[_Segment, ...], d: int, whole: np.ndarray | None) -> None:
+        self._segments = segments
+        self._whole = whole  # the one array all segments are views of, while nothing changed
+        alive = np.array([s.n_alive for s in segments], dtype=np.int64)
+        self._ends = np.cumsum(alive)
+        self.n, self.d = int(self._ends[-1]), d
+        self._faiss: faiss.Index | None = None
+        if self.factory != "Flat" or self.on_gpu:
+            self._faiss = _build_faiss_index(self.vectors(), self.factory, self.on_gpu)
+
+    def _derived(self, segments: tuple[_Segment, ...]) -> AnchorIndex:
+        new = object.__new__(AnchorIndex)
+        new.factory, new.gpu, new.query_batch, new.on_gpu = (
+            self.factory,
+            self.gpu,
+            self.query_batch,
+            self.on_gpu,
+        )
+        new._setup(segments, self.d, whole=None)
+        return new
 
     def __repr__(self) -> str:
         where = "gpu" if self.on_gpu else "cpu"
-        return f"AnchorIndex(n={self.n}, d={self.d}, factory={self.factory!r}, {where})"
+        return (
+            f"AnchorIndex(n={self.n}, d={self.d}, factory={self.factory!r}, {where}, "
+            f"segments={len(self._segments)})"
+        )
 
+    # ----------------------------------------------------------------- lifecycle
+    def with_added(self, vectors: np.ndarray) -> AnchorIndex:
+        """A new index with ``vectors`` appended (positions ``n..n+m-1``); ``self`` is unchanged.
+
+        Cost: the new rows only (plus, now and then, merging small segments); approximate or GPU
+        indexes are rebuilt.
+        """
+        vectors = _as_float32(vectors)
+        if vectors.ndim != 2 or vectors.shape[1] != self.d:
+            raise ValueError(f"added vectors must have shape (m, {self.d}), got {vectors.shape}.")
+        if vectors.shape[0] == 0:
+            return self
+        added = tuple(
+            _Segment(_readonly(vectors[start : start + SEGMENT_ROWS].copy()))
+            for start in range(0, vectors.shape[0], SEGMENT_ROWS)
+        )
+        return self._derived(_merge_small(self._segments + added))
+
+    def without(self, positions: np.ndarray | list[int]) -> AnchorIndex:
+        """A new index without the rows at ``positions``; later rows move up; ``self`` unchanged.
+
+        Cost: bookkeeping over the touched segments, plus rewriting a segment once more than 1/8
+        of its rows are removed; approximate or GPU indexes are rebuilt.
+        """
+        positions = np.unique(np.asarray(positions, dtype=np.int64).reshape(-1))
+        if positions.size and (positions[0] < 0 or positions[-1] >= self.n):
+            raise IndexError(f"positions must lie in [0, {self.n}), got {positions[[0, -1]]}.")
+        if positions.size == self.n:
+            raise ValueError("cannot remove every anchor: a space needs at least one.")
+        if positions.size == 0:
+            return self
+        owner = np.searchsorted(self._ends, positions, side="right")
+        starts = self._ends - np.array([s.n_alive for s in self._segments])
+        segments: list[_Segment] = []
+        for i, segment in enumerate(self._segments):
+            lo, hi = np.searchsorted(owner, [i, i + 1])
+            if lo == hi:
+                segments.append(segment)
+                continue
+            kept = segment.remove(positions[lo:hi] - starts[i])
+            if kept is not None:
+                segments.append(kept)
+        return self._derived(tuple(segments))
+
+    def vectors(self) -> np.ndarray:
+        """All (N, d) anchor vectors in position order (a copy unless nothing was added/removed)."""
+        if self._whole is not None:
+            return self._whole
+        return np.concatenate([s.alive_vectors() for s in self._segments])
+
+    def iter_vectors(self) -> Iterator[np.ndarray]:
+        """The anchor vectors in position order, one segment at a time (memory: one segment)."""
+        for segment in self._segments:
+            yield segment.alive_vectors()
+
+    # ----------------------------------------------------------------- search
     def iter_search(self, queries: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(cosines, indices)`` for consecutive chunks of ``queries``; ``k = min(k, N)``."""
         queries = np.asarray(queries)
@@ -88,8 +236,10 @@ class AnchorIndex:
             chunk = np.ascontiguousarray(
                 queries[start : start + self.query_batch], dtype=np.float32
             )
-            cosines, indices = self._index.search(chunk, k)
-            yield cosines, indices
+            if self._faiss is not None:
+                yield self._faiss.search(chunk, k)
+            else:
+                yield self._search_segments(chunk, k)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k cosines and anchor indices, each of shape (n, min(k, N)), best first."""
@@ -99,9 +249,83 @@ class AnchorIndex:
             return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
         return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
 
+    def _search_segments(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        cosines, positions = [], []
+        start = 0
+        for segment in self._segments:
+            m = segment.vectors.shape[0]
+            cos, rows = _exact_search(segment.vectors, queries, min(k + segment.n_removed, m))
+            if segment.ranks is None:
+                pos = rows + start
+            else:
+                pos = segment.ranks[rows] + start
+                dead = segment.ranks[rows] < 0
+                cos[dead], pos[dead] = -np.inf, -1
+            cosines.append(cos)
+            positions.append(pos)
+            start += segment.n_alive
+        if len(cosines) == 1 and _segments_clean(self._segments):
+            return cosines[0], positions[0]
+        return _merge_topk(np.hstack(cosines), np.hstack(positions), k)
 
-def _build_cpu_index(vectors: np.ndarray, factory: str) -> faiss.Index:
+
+def _segments_clean(segments: tuple[_Segment, ...]) -> bool:
+    """True when no segment has removed rows."""
+    return all(s.ranks is None for s in segments)
+
+
+def _merge_topk(
+    cosines: np.ndarray, positions: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` of each row's candidates, best first (equal cosines: lower position first)."""
+    if cosines.shape[1] > k:
+        part = np.argpartition(-cosines, k - 1, axis=1)[:, :k]
+        cosines = np.take_along_axis(cosines, part, axis=1)
+        positions = np.take_along_axis(positions, part, axis=1)
+    order = np.lexsort((positions, -cosines), axis=1)
+    return np.take_along_axis(cosines, order, axis=1), np.take_along_axis(positions, order, axis=1)
+
+
+def _merge_small(segments: tuple[_Segment, ...]) -> tuple[_Segment, ...]:
+    """Merge the small segments into full ones when there are too many of them."""
+    small = [s for s in segments if s.n_alive < SEGMENT_ROWS // 2]
+    if len(small) <= _SMALL_SEGMENTS:
+        return segments
+    # Order matters (positions): merge the trailing run of small segments only.
+    tail = len(segments)
+    while tail > 0 and segments[tail - 1].n_alive < SEGMENT_ROWS // 2:
+        tail -= 1
+    if len(segments) - tail <= 1:
+        return segments
+    rows = np.concatenate([s.alive_vectors() for s in segments[tail:]])
+    merged = tuple(
+        _Segment(_readonly(rows[start : start + SEGMENT_ROWS]))
+        for start in range(0, rows.shape[0], SEGMENT_ROWS)
+    )
+    return segments[:tail] + merged
+
+
+def _as_float32(vectors: np.ndarray) -> np.ndarray:
+    """float32 C-contiguous, in place when it already is; float16 is converted in chunks."""
+    vectors = np.asarray(vectors)
+    if vectors.dtype == np.float32 and vectors.flags.c_contiguous:
+        return vectors
+    if vectors.ndim != 2:
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+    out = np.empty(vectors.shape, dtype=np.float32)
+    for start in range(0, vectors.shape[0], SEGMENT_ROWS):
+        out[start : start + SEGMENT_ROWS] = vectors[start : start + SEGMENT_ROWS]
+    return _readonly(out)
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _build_faiss_index(vectors: np.ndarray, factory: str, on_gpu: bool) -> faiss.Index:
     d = vectors.shape[1]
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if factory == "Flat":
         index = faiss.IndexFlatIP(d)
     else:
@@ -112,4 +336,6 @@ def _build_cpu_index(vectors: np.ndarray, factory: str) -> faiss.Index:
         if not index.is_trained:
             index.train(vectors)
     index.add(vectors)
+    if on_gpu:
+        index = faiss.index_cpu_to_all_gpus(index)
     return index

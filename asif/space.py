@@ -2,19 +2,27 @@
 
 Images and texts are each compared with the anchors of their own modality; their top-k sparse
 relative vectors then share the same N axes (one per anchor pair), where they can be compared.
+
+Hot swap: everything a query reads (anchors, both indexes, a version number) is one immutable
+``_State``; ``set_anchors``, ``add_anchors`` and ``remove_anchors`` build a new one and replace the
+reference in one assignment, so a query running in another thread sees the old anchors or the new
+ones, never a mix. Zero-shot classifiers rebuild their class vectors when the version changes.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
+from asif import storage
 from asif.anchors import AnchorSet
 from asif.index import AnchorIndex
 from asif.relative import check_k, check_p, normalize_rows, relative_from_topk, sparse_scores
@@ -24,6 +32,9 @@ __all__ = ["RelativeSpace"]
 
 Modality = Literal["image", "text"]
 _versions = itertools.count(1)
+SPACE_FORMAT = "asif-space"
+SPACE_FORMAT_VERSION = 1
+_PARAMS = ("k", "p", "index", "gpu", "device", "batch_size", "show_progress_bar")
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class RelativeSpace:
         self._state: _State | None = None
         self._encoders: dict[Modality, Any] = {}
         self._encoder_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
         n = "unfitted" if self._state is None else f"n_anchors={len(self._state.anchors)}"
@@ -127,18 +139,178 @@ class RelativeSpace:
         return self.set_anchors(anchors)
 
     def set_anchors(self, anchors: AnchorSet) -> RelativeSpace:
-        """Use ``anchors`` as the axes of the space; readers switch atomically to the new set."""
+        """Use ``anchors`` as the axes of the space; readers switch atomically to the new set.
+
+        No anchor is copied for exact search: float32 arrays (memory-mapped ones included) are
+        searched in place; float16 ones are converted to float32 once.
+
+        Raises:
+            ValueError: the anchors were made by other encoders than this space's (the space
+                is left unchanged).
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> space.n_anchors_
+            3
+        """
         check_k(self.k)
         check_p(self.p)
         if not isinstance(anchors, AnchorSet):
             raise TypeError(f"set_anchors expects an AnchorSet, got {type(anchors).__name__}.")
-        self._state = _State(
-            anchors=anchors,
-            image_index=AnchorIndex(anchors.image_embeddings, factory=self.index, gpu=self.gpu),
-            text_index=AnchorIndex(anchors.text_embeddings, factory=self.index, gpu=self.gpu),
-            version=next(_versions),
-        )
+        self._check_encoders(anchors)
+        image_index = AnchorIndex(anchors.image_embeddings, factory=self.index, gpu=self.gpu)
+        text_index = AnchorIndex(anchors.text_embeddings, factory=self.index, gpu=self.gpu)
+        with self._write_lock:
+            self._state = _State(anchors, image_index, text_index, next(_versions))
         return self
+
+    def add_anchors(self, anchors: AnchorSet) -> RelativeSpace:
+        """Append anchor pairs; existing anchors keep their ids and positions.
+
+        The new pairs' ids must not be in use (``ids=space.next_id_ + np.arange(m)`` gives fresh
+        ones). Exact search copies only the new rows, so the cost does not grow with N.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> more = AnchorSet(np.ones((1, 3)), np.ones((1, 3)), ids=[space.next_id_])
+            >>> space.add_anchors(more).anchors_.ids.tolist()
+            [0, 1, 2, 3]
+        """
+        if not isinstance(anchors, AnchorSet):
+            raise TypeError(f"add_anchors expects an AnchorSet, got {type(anchors).__name__}.")
+        with self._write_lock:
+            state = self._snapshot()
+            old = state.anchors
+            if (anchors.image_dim, anchors.text_dim) != (old.image_dim, old.text_dim):
+                raise ValueError(
+                    f"added anchors have dims {(anchors.image_dim, anchors.text_dim)} but the "
+                    f"space's have {(old.image_dim, old.text_dim)}: embed them with the same "
+                    "encoders."
+                )
+            self._check_encoders(anchors, old)
+            taken = np.isin(anchors.ids, old.ids)
+            if taken.any():
+                raise ValueError(
+                    f"anchor ids already in use: {anchors.ids[taken][:10].tolist()} (first 10 "
+                    f"shown); give new anchors fresh ids, e.g. ids={self.next_id_} + np.arange(m)."
+                )
+            image_index = state.image_index.with_added(anchors.image_embeddings)
+            text_index = state.text_index.with_added(anchors.text_embeddings)
+            merged = AnchorSet._trusted(
+                image_index,
+                text_index,
+                (old.image_dim, old.text_dim),
+                ids=np.concatenate([old.ids, anchors.ids]),
+                captions=_concat_column(old.captions, anchors.captions, len(old), len(anchors)),
+                image_paths=_concat_column(
+                    old.image_paths, anchors.image_paths, len(old), len(anchors)
+                ),
+                image_encoder=old.image_encoder or anchors.image_encoder,
+                text_encoder=old.text_encoder or anchors.text_encoder,
+            )
+            self._state = _State(merged, image_index, text_index, next(_versions))
+        return self
+
+    def remove_anchors(self, ids: Sequence[int] | np.ndarray) -> RelativeSpace:
+        """Remove the anchor pairs with these ids; the others keep their ids (and order).
+
+        Raises:
+            KeyError: an id is not in the space (nothing is removed).
+            ValueError: ids repeat, or they are every anchor.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> space.remove_anchors([1]).anchors_.ids.tolist()
+            [0, 2]
+        """
+        with self._write_lock:
+            state = self._snapshot()
+            old = state.anchors
+            positions = old.positions(ids)
+            if np.unique(positions).size != positions.size:
+                raise ValueError("remove_anchors got the same id more than once.")
+            if positions.size == 0:
+                return self
+            image_index = state.image_index.without(positions)
+            text_index = state.text_index.without(positions)
+            keep = np.ones(len(old), dtype=bool)
+            keep[positions] = False
+            remaining = AnchorSet._trusted(
+                image_index,
+                text_index,
+                (old.image_dim, old.text_dim),
+                ids=old.ids[keep],
+                captions=_compress(old.captions, keep),
+                image_paths=_compress(old.image_paths, keep),
+                image_encoder=old.image_encoder,
+                text_encoder=old.text_encoder,
+            )
+            self._state = _State(remaining, image_index, text_index, next(_versions))
+        return self
+
+    @property
+    def next_id_(self) -> int:
+        """An id above every current anchor id: ``next_id_ + np.arange(m)`` are free ids."""
+        return int(self._snapshot().anchors.ids.max()) + 1
+
+    # ----------------------------------------------------------------- files
+    def save(self, path: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
+        """Write parameters, encoder names and anchors to the folder ``path``, atomically.
+
+        ``RelativeSpace.load(path)`` gives a space with identical predictions (with float32
+        storage). Encoders given as objects are recorded by their ``name``.
+
+        Example:
+            >>> import tempfile
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> folder = space.save(Path(tempfile.mkdtemp()) / "space")
+            >>> RelativeSpace.load(folder).k
+            2
+        """
+        state = self._snapshot()
+        with storage.atomic_folder(path) as tmp:
+            state.anchors.save(tmp / "anchors", dtype=dtype)
+            params: dict[str, Any] = {name: getattr(self, name) for name in _PARAMS}
+            manifest = {
+                "format": SPACE_FORMAT,
+                "format_version": SPACE_FORMAT_VERSION,
+                "params": params,
+                "image_encoder": self._encoder_name("image"),
+                "text_encoder": self._encoder_name("text"),
+            }
+            storage.write_json(tmp / storage.MANIFEST, manifest)
+        return Path(path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        mmap: bool = True,
+        verify: bool | None = None,
+        **overrides: Any,
+    ) -> RelativeSpace:
+        """Load a space written by :meth:`save` (no encoder is loaded until one is needed).
+
+        Args:
+            path: the folder.
+            mmap: memory-map the anchor embeddings.
+            verify: check sha256 of the anchor files (see :meth:`AnchorSet.load`).
+            **overrides: constructor arguments that replace the saved ones (e.g.
+                ``image_encoder=my_encoder``, ``device="cpu"``).
+        """
+        manifest = storage.read_manifest(path, SPACE_FORMAT, SPACE_FORMAT_VERSION)
+        unknown = set(overrides) - {*_PARAMS, "image_encoder", "text_encoder"}
+        if unknown:
+            raise TypeError(f"unknown RelativeSpace arguments: {sorted(unknown)}.")
+        kwargs = {**manifest.get("params", {})}
+        for side in ("image_encoder", "text_encoder"):
+            if manifest.get(side) is not None:
+                kwargs[side] = manifest[side]
+        kwargs.update(overrides)
+        space = cls(**kwargs)
+        anchors = AnchorSet.load(Path(path) / "anchors", mmap=mmap, verify=verify)
+        return space.set_anchors(anchors)
 
     @property
     def anchors_(self) -> AnchorSet:
@@ -255,6 +427,22 @@ class RelativeSpace:
                 self._encoders[modality] = _load_encoder(spec, modality, self.device)
             return self._encoders[modality]
 
+    def _check_encoders(self, anchors: AnchorSet, current: AnchorSet | None = None) -> None:
+        """Refuse anchors made by other encoders than this space's (or than its anchors')."""
+        for modality in ("image", "text"):
+            theirs = getattr(anchors, f"{modality}_encoder")
+            for what, mine in (
+                ("this space's", self._encoder_name(modality)),  # type: ignore[arg-type]
+                ("the current anchors'", getattr(current, f"{modality}_encoder", None)),
+            ):
+                if theirs and mine and _canonical(theirs, modality) != _canonical(mine, modality):
+                    raise ValueError(
+                        f"these anchors' {modality} embeddings were made by {theirs!r} but "
+                        f"{what} {modality} encoder is {mine!r}: queries and anchors must come "
+                        f"from one encoder. Use RelativeSpace({modality}_encoder={theirs!r}) or "
+                        "re-embed the anchors; the space is unchanged."
+                    )
+
     def _encoder_name(self, modality: Modality) -> str | None:
         spec = self.image_encoder if modality == "image" else self.text_encoder
         if modality in self._encoders:
@@ -271,6 +459,27 @@ def _load_encoder(spec: str | Any, modality: Modality, device: str | None) -> An
 
     load = encoders.load_image_encoder if modality == "image" else encoders.load_text_encoder
     return load(spec, device=device)
+
+
+def _canonical(name: str, modality: str) -> str:
+    """The registry's canonical name for an encoder name (the name itself if it has none)."""
+    from asif.encoders import _registry
+
+    resolve = _registry.resolve_image_name if modality == "image" else _registry.resolve_text_name
+    try:
+        return resolve(name).name
+    except (ValueError, OSError):
+        return name
+
+
+def _concat_column(a: list[str] | None, b: list[str] | None, na: int, nb: int) -> list[str] | None:
+    if a is None and b is None:
+        return None
+    return (a if a is not None else [""] * na) + (b if b is not None else [""] * nb)
+
+
+def _compress(column: list[str] | None, keep: np.ndarray) -> list[str] | None:
+    return None if column is None else list(itertools.compress(column, keep.tolist()))
 
 
 def _all_paths(items: Any) -> bool:
