@@ -1,0 +1,206 @@
+"""The ``asif`` command: zero-shot classification of an image folder from the command line.
+
+Example:
+    asif zeroshot                                   # cifar10-test (1,000 images) with flickr8k anchors
+    asif zeroshot --all --combine mean --templates simple
+    asif zeroshot --anchors coco-mini imagenet-sample --images texture-shape/edges
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from asif.data import CaptionPairs, ImageFolder, read_image_folder
+from asif.datasets import load_anchor_pairs, resolve_data_path
+from asif.metrics import mean_per_class_accuracy, top_k_accuracy
+from asif.space import RelativeSpace
+from asif.templates import TEMPLATES, get_templates
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``asif`` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"asif: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asif", description="Training-free multimodal models from frozen encoders (ASIF)."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    zs = commands.add_parser(
+        "zeroshot",
+        help="classify an image folder zero-shot and print its accuracy",
+        description="Build an anchor space from caption data, classify <class>/<image> folders "
+        "zero-shot, print top-1 accuracy and a few predictions with the anchors behind them. "
+        "Data names are looked up in $ASIF_DATA (default: ../shared/data).",
+    )
+    _add_space_options(zs)
+    zs.add_argument(
+        "--images",
+        default="cifar10-test",
+        help="image folder <class>/<files> (default: %(default)s)",
+    )
+    zs.add_argument(
+        "--limit",
+        type=int,
+        default=1000,
+        help="classify a class-balanced random subset of this many images (default: %(default)s)",
+    )
+    zs.add_argument("--all", action="store_true", help="classify every image (ignores --limit)")
+    zs.add_argument(
+        "--templates",
+        default="cifar",
+        help=f"prompt templates: one of {sorted(TEMPLATES)} or a template like 'a photo of a {{}}.'",
+    )
+    zs.add_argument("--combine", choices=("mean", "max"), default="mean")
+    zs.add_argument("--show", type=int, default=5, help="predictions to explain (default: 5)")
+    zs.add_argument("--seed", type=int, default=0, help="seed of the subset (default: 0)")
+    zs.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    zs.set_defaults(run=_zeroshot)
+    return parser
+
+
+def _add_space_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--anchors",
+        nargs="+",
+        default=["flickr8k"],
+        help="anchor pairs: names (flickr8k, coco-mini, imagenet-sample) or caption files "
+        "(JSONL/CSV/COCO JSON) (default: flickr8k)",
+    )
+    parser.add_argument("--split", help="keep only this split of anchor data that has splits")
+    parser.add_argument("--image-encoder", default="default", help="(default: %(default)s)")
+    parser.add_argument("--text-encoder", default="default", help="(default: %(default)s)")
+    parser.add_argument("-k", type=int, default=800, help="anchors kept per input (default: 800)")
+    parser.add_argument("-p", type=float, default=8.0, help="exponent on cosines (default: 8)")
+    parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
+
+
+def _anchor_pairs(sources: Sequence[str], split: str | None) -> CaptionPairs:
+    parts = [load_anchor_pairs(source, split=split) for source in sources]
+    return CaptionPairs(
+        [p for part in parts for p in part.image_paths],
+        [c for part in parts for c in part.captions],
+    )
+
+
+def _balanced_subset(folder: ImageFolder, limit: int, seed: int) -> np.ndarray:
+    """Positions of ``limit`` images drawn in turn from each class, in a seeded random order."""
+    labels = np.asarray(folder.labels)
+    rng = np.random.default_rng(seed)
+    per_class = [
+        rng.permutation(np.flatnonzero(labels == c)) for c in range(len(folder.classnames))
+    ]
+    order = [i for round_ in _round_robin(per_class) for i in round_]
+    return np.sort(np.array(order[:limit], dtype=np.int64))
+
+
+def _round_robin(groups: list[np.ndarray]) -> list[list[int]]:
+    longest = max(len(g) for g in groups)
+    return [[int(g[r]) for g in groups if r < len(g)] for r in range(longest)]
+
+
+def _zeroshot(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    pairs = _anchor_pairs(args.anchors, args.split)
+    folder = read_image_folder(resolve_data_path(args.images))
+    chosen = np.arange(len(folder)) if args.all else _balanced_subset(folder, args.limit, args.seed)
+    paths = [folder.paths[i] for i in chosen]
+    labels = np.asarray(folder.labels)[chosen]
+    space = RelativeSpace(
+        k=args.k,
+        p=args.p,
+        image_encoder=args.image_encoder,
+        text_encoder=args.text_encoder,
+        batch_size=args.batch_size,
+        show_progress_bar=True,
+        cache=None if args.no_cache else True,
+    )
+    n_images = len(set(pairs.image_paths))
+    print(f"anchors: {len(pairs)} pairs over {n_images} images from {', '.join(args.anchors)}")
+    space.fit(pairs.image_paths, pairs.captions)
+    built = time.perf_counter()
+
+    templates = get_templates(args.templates)
+    clf = space.zero_shot_classifier(folder.classnames, templates, combine=args.combine)
+    embeddings = space.encode_images(paths)
+    scores = clf.decision_function(embeddings)
+    done = time.perf_counter()
+
+    predictions = scores.argmax(axis=1)
+    results = {
+        "images": str(resolve_data_path(args.images)),
+        "n_images": len(paths),
+        "n_classes": len(folder.classnames),
+        "n_anchors": space.n_anchors_,
+        "image_encoder": space.anchors_.image_encoder,
+        "text_encoder": space.anchors_.text_encoder,
+        "k": args.k,
+        "p": args.p,
+        "templates": args.templates,
+        "n_templates": len(templates),
+        "combine": args.combine,
+        "top1": top_k_accuracy(scores, labels, 1),
+        "top5": top_k_accuracy(scores, labels, 5) if len(folder.classnames) > 5 else None,
+        "mean_per_class": mean_per_class_accuracy(labels, predictions, len(folder.classnames)),
+        "seconds_anchors": round(built - started, 1),
+        "seconds_classify": round(done - built, 1),
+    }
+    _print_results(results)
+    _print_examples(clf, embeddings, paths, labels, folder.classnames, args.show)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"results written to {args.json}")
+    return 0
+
+
+def _print_results(r: dict) -> None:
+    print(
+        f"\nzero-shot on {r['images']}: {r['n_images']} images, {r['n_classes']} classes; "
+        f"{r['n_anchors']} anchors, k={r['k']}, p={r['p']:g}, "
+        f"{r['n_templates']} '{r['templates']}' templates, combine={r['combine']}"
+    )
+    print(f"encoders: {r['image_encoder']} + {r['text_encoder']}")
+    line = f"top-1 accuracy {r['top1']:.1%}   mean per-class {r['mean_per_class']:.1%}"
+    if r["top5"] is not None:
+        line += f"   top-5 {r['top5']:.1%}"
+    print(line + f"   (chance {1 / r['n_classes']:.1%})")
+    print(f"time: anchors {r['seconds_anchors']} s, classification {r['seconds_classify']} s")
+
+
+def _print_examples(clf, embeddings, paths, labels, classnames, show: int) -> None:
+    if show <= 0:
+        return
+    print("\nsome predictions, with the anchor captions that weigh most in them:")
+    rng = np.random.default_rng(1)
+    for i in rng.choice(len(paths), size=min(show, len(paths)), replace=False):
+        explanation = clf.explain(embeddings[i], top=3)
+        mark = "ok " if explanation.label == classnames[labels[i]] else "BAD"
+        print(
+            f"[{mark}] {Path(paths[i]).parent.name}/{Path(paths[i]).name}: "
+            f"predicted {explanation.label!r} (true {classnames[labels[i]]!r})"
+        )
+        for c in explanation.contributions:
+            print(f"        {c.share:6.1%}  {c.caption}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
