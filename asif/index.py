@@ -24,7 +24,8 @@ Asking for a GPU that is not there is an error, never a silent fallback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import mmap
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import faiss
@@ -306,16 +307,41 @@ def _merge_small(segments: tuple[_Segment, ...]) -> tuple[_Segment, ...]:
 
 
 def _as_float32(vectors: np.ndarray) -> np.ndarray:
-    """float32 C-contiguous, in place when it already is; float16 is converted in chunks."""
+    """float32 C-contiguous, in place when it already is; float16 is converted in chunks.
+
+    Pages of a memory-mapped source are dropped from memory once converted (they are re-read from the file if ever needed), so a float16 set does not
+    stay resident beside its float32 copy.
+    """
+    source = vectors
     vectors = np.asarray(vectors)
     if vectors.dtype == np.float32 and vectors.flags.c_contiguous:
         return vectors
     if vectors.ndim != 2:
         return np.ascontiguousarray(vectors, dtype=np.float32)
     out = np.empty(vectors.shape, dtype=np.float32)
+    release = _page_releaser(source)
+
     for start in range(0, vectors.shape[0], SEGMENT_ROWS):
         out[start : start + SEGMENT_ROWS] = vectors[start : start + SEGMENT_ROWS]
+        release(vectors[start : start + SEGMENT_ROWS])
     return _readonly(out)
+
+
+def _page_releaser(array: np.ndarray) -> Callable[[np.ndarray], None]:
+    """A function that drops the pages of a view of ``array`` (a read-only memmap) from memory."""
+    mapped = getattr(array, "_mmap", None)
+    if not isinstance(mapped, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return lambda view: None
+    base = np.frombuffer(mapped, dtype=np.uint8).__array_interface__["data"][0]
+    page = mmap.PAGESIZE
+
+    def release(view: np.ndarray) -> None:
+        start = view.__array_interface__["data"][0] - base
+        first, last = -(-start // page) * page, (start + view.nbytes) // page * page
+        if last > first:
+            mapped.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+    return release
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
