@@ -4,6 +4,8 @@ Example:
     asif zeroshot                                   # cifar10-test (1,000 images) with flickr8k anchors
     asif zeroshot --all --combine mean --templates simple
     asif zeroshot --anchors coco-mini imagenet-sample --images texture-shape/edges
+    asif eval --images cifar10-test --anchor-sizes 1000 2000 5000 10000 --plot curve.png
+    asif eval --anchors flickr8k --split train --captions flickr8k --caption-split dev
 """
 
 from __future__ import annotations
@@ -73,7 +75,47 @@ def _parser() -> argparse.ArgumentParser:
     zs.add_argument("--seed", type=int, default=0, help="seed of the subset (default: 0)")
     zs.add_argument("--json", type=Path, help="also write the results to this JSON file")
     zs.set_defaults(run=_zeroshot)
+    _add_eval_parser(commands)
     return parser
+
+
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    ev = commands.add_parser(
+        "eval",
+        help="evaluate zero-shot classification and/or retrieval; table, JSON and plot",
+        description="Zero-shot classification of an image folder (top-1/5, mean per class, "
+        "confusions) and/or retrieval over caption data (recall@1/5/10 both ways), for the "
+        "paper's setting, asif's default and the label-transfer baseline on the same embeddings. "
+        "Embeddings are cached, so re-runs with other settings take seconds.",
+    )
+    _add_space_options(ev)
+    ev.set_defaults(k=None, p=None)
+    ev.add_argument("--images", help="image folder <class>/<files> to classify (e.g. cifar10-test)")
+    ev.add_argument("--captions", help="caption data for retrieval (e.g. flickr8k)")
+    ev.add_argument("--caption-split", help="keep only this split of --captions (e.g. dev)")
+    ev.add_argument("--templates", default="cifar", help="prompt templates (default: cifar)")
+    ev.add_argument(
+        "--setting",
+        action="append",
+        metavar="NAME=K,P,COMBINE[,center][,hub=A]",
+        help="an ASIF setting to evaluate, e.g. 'mine=200,4,mean,center'; repeatable "
+        "(default: paper=800,8,max and asif's default; -k/-p add a 'custom' one)",
+    )
+    ev.add_argument("--lt-k", type=int, default=20, help="label-transfer neighbours (default: 20)")
+    ev.add_argument(
+        "--anchor-sizes",
+        nargs="+",
+        type=int,
+        default=[],
+        help="also evaluate on random anchor subsets of these sizes (a size >= N: all)",
+    )
+    ev.add_argument("--ks", nargs="+", type=int, default=[], help="sweep k (first setting)")
+    ev.add_argument("--ps", nargs="+", type=float, default=[], help="sweep p (first setting)")
+    ev.add_argument("--limit", type=int, help="classify a class-balanced subset of this many")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the subsets (default: 0)")
+    ev.add_argument("--json", type=Path, help="write the results to this JSON file")
+    ev.add_argument("--plot", type=Path, help="write the accuracy-vs-anchors PNG here")
+    ev.set_defaults(run=_eval)
 
 
 def _add_space_options(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +211,45 @@ def _zeroshot(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"results written to {args.json}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from asif import evaluate as ev
+
+    settings = [ev.parse_setting(text) for text in args.setting or []]
+    if args.k is not None or args.p is not None:
+        custom = ev.Setting("custom", k=args.k or 800, p=8.0 if args.p is None else args.p)
+        settings.append(custom)
+    if not args.setting:
+        settings = [ev.PAPER, ev.DEFAULT, *settings]
+    results = ev.evaluate(
+        anchors=args.anchors,
+        anchor_split=args.split,
+        images=args.images,
+        captions=args.captions,
+        caption_split=args.caption_split,
+        templates=args.templates,
+        settings=settings,
+        label_transfer_k=args.lt_k,
+        anchor_sizes=args.anchor_sizes,
+        ks=args.ks,
+        ps=args.ps,
+        limit=args.limit,
+        seed=args.seed,
+        image_encoder=args.image_encoder,
+        text_encoder=args.text_encoder,
+        batch_size=args.batch_size,
+        cache=None if args.no_cache else True,
+        show_progress_bar=True,
+    )
+    print(ev.format_results(results))
+    if args.json:
+        print(f"\nresults written to {ev.write_json(results, args.json)}")
+    if args.plot:
+        if not results.get("anchor_curve"):
+            raise ValueError("--plot needs --anchor-sizes (the curve to plot).")
+        print(f"plot written to {ev.plot_anchor_curve(results, args.plot)}")
     return 0
 
 
