@@ -6,14 +6,25 @@ relative vectors, so it splits exactly into one contribution per anchor: ``a[j] 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from asif.anchors import AnchorSet
 
-__all__ = ["Contribution", "Explanation", "anchor_contributions", "explain_vectors"]
+if TYPE_CHECKING:
+    from asif.space import RelativeSpace
+
+__all__ = [
+    "Contribution",
+    "Explanation",
+    "anchor_contributions",
+    "explain_similarity",
+    "explain_vectors",
+]
 
 
 @dataclass(frozen=True)
@@ -101,3 +112,50 @@ def explain_vectors(
         for i in order
     ]
     return Explanation(score=score, contributions=contributions, label=label, against=against)
+
+
+def explain_similarity(
+    space: RelativeSpace, image: Any, text: Any, *, top: int | None = 5
+) -> Explanation:
+    """Explain ``space.similarity([image], [text])`` by the anchor pairs it is made of.
+
+    The score is the inner product of the image's relative vector (its nearest anchor *images*)
+    and the text's (its nearest anchor *captions*): an anchor pair contributes when its image
+    looks like the image and its caption reads like the text.
+
+    Args:
+        space: a space with anchors.
+        image: one image (a path or PIL image) or its (d,) / (1, d) embedding.
+        text: one text or its (d,) / (1, d) embedding.
+        top: how many contributions to keep (``None``: all; they then sum to the score).
+
+    Returns:
+        An :class:`Explanation` labelled with the text (when it is a string).
+
+    Example:
+        >>> from asif import RelativeSpace
+        >>> anchors = AnchorSet(np.eye(3), np.eye(3), captions=["a cat", "a dog", "a car"])
+        >>> space = RelativeSpace(k=1, p=1).set_anchors(anchors)
+        >>> e = space.explain_similarity(np.array([1.0, 0.1, 0.0]), np.array([0.9, 0.0, 0.1]))
+        >>> e.contributions[0].caption, round(e.score, 3)
+        ('a cat', 1.0)
+    """
+    state = space._snapshot()
+    image_vector = space._transform(state, space._embed(_one(image, "image"), "image"), "image")
+    text_vector = space._transform(state, space._embed(_one(text, "text"), "text"), "text")
+    label = text if isinstance(text, str) else None
+    return explain_vectors(image_vector, text_vector, state.anchors, top=top, label=label)
+
+
+def _one(x: Any, modality: str) -> Any:
+    """One input as a batch of one: a (1, d) array or a one-item list."""
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        x = x.reshape(1, -1) if x.ndim == 1 else x
+        if x.ndim != 2 or x.shape[0] != 1:
+            raise ValueError(f"expected one {modality} embedding, got shape {x.shape}.")
+        return x
+    if isinstance(x, (list, tuple)):
+        raise ValueError(f"expected one {modality}, got a {type(x).__name__}: pass one item.")
+    if isinstance(x, os.PathLike):
+        return [os.fspath(x)]
+    return [x]

@@ -22,10 +22,12 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from asif import storage
+from asif import retrieval, storage
 from asif.anchors import AnchorSet
+from asif.explain import Explanation, explain_similarity
 from asif.index import AnchorIndex
 from asif.relative import check_k, check_p, normalize_rows, relative_from_topk, sparse_scores
+from asif.retrieval import Gallery
 from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["RelativeSpace"]
@@ -369,6 +371,58 @@ class RelativeSpace:
         return ZeroShotClassifier(
             self, classnames, templates, combine=combine, prompt_embeddings=prompt_embeddings
         )
+
+    # ----------------------------------------------------------------- retrieval, explanations
+    def index_gallery(self, items: Any, modality: Modality | None = None) -> Gallery:
+        """Embed items once and keep their relative vectors, to search them many times.
+
+        Args:
+            items: image paths or PIL images, texts, or an (m, d) embedding array.
+            modality: ``"image"`` or ``"text"``; required for strings (paths and texts are both
+                strings) and for arrays whose width fits both encoders.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> space.index_gallery(np.eye(3), modality="text")
+            Gallery(modality='text', n_items=3)
+        """
+        return retrieval.index_gallery(self, items, modality)
+
+    def search(
+        self,
+        queries: Any,
+        gallery: Any,
+        top_k: int = 10,
+        *,
+        query_modality: Modality | None = None,
+        gallery_modality: Modality | None = None,
+        chunk: int | None = None,
+    ) -> retrieval.SearchResult:
+        """The ``top_k`` best gallery items per query (image→text, text→image, or same modality).
+
+        Queries and gallery are each a :class:`~asif.retrieval.Gallery`, raw inputs, an
+        embedding array or sparse relative vectors; strings need an explicit modality. See
+        :func:`asif.retrieval.search`.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> texts = space.index_gallery(np.eye(3), modality="text")
+            >>> space.search(np.eye(3)[[2]], texts, top_k=1, query_modality="image").indices
+            array([[2]])
+        """
+        return retrieval.search(
+            self,
+            queries,
+            gallery,
+            top_k,
+            query_modality=query_modality,
+            gallery_modality=gallery_modality,
+            chunk=chunk,
+        )
+
+    def explain_similarity(self, image: Any, text: Any, top: int | None = 5) -> Explanation:
+        """The anchor pairs behind ``similarity([image], [text])`` (:func:`asif.explain.explain_similarity`)."""
+        return explain_similarity(self, image, text, top=top)
 
     # ----------------------------------------------------------------- internals
     def _snapshot(self) -> _State:

@@ -83,3 +83,37 @@ def test_against_explains_the_margin(setup) -> None:
     assert "margin over" in str(explanation)
     with pytest.raises(ValueError, match="unknown class"):
         clf.explain(images[0], against="zebra")
+
+
+def test_explain_similarity_sums_to_the_score_and_matches_the_dense_reference(setup) -> None:
+    space, prompts, images = setup
+    text = prompts[2, 1]
+    explanation = space.explain_similarity(images[0], text, top=None)
+    score = space.similarity(images[:1], text[None, :])[0, 0]
+    assert explanation.score == pytest.approx(score, abs=1e-5)
+    assert sum(c.value for c in explanation.contributions) == pytest.approx(score, abs=1e-5)
+
+    image_rel = dense_relative(images[:1], space.anchors_.image_embeddings, 60, 4.0)[0]
+    text_rel = dense_relative(text[None, :], space.anchors_.text_embeddings, 60, 4.0)[0]
+    best = int(np.argmax(image_rel * text_rel))
+    top = space.explain_similarity(images[0], text[None, :], top=2)
+    assert top.contributions[0].anchor_id == 1000 + best
+    assert top.contributions[0].caption == f"caption {best}"
+    assert len(top.contributions) == 2
+
+
+def test_removing_the_top_pairs_lowers_the_similarity(setup) -> None:
+    space, prompts, images = setup
+    text = prompts[0, 0]
+    before = space.similarity(images[:1], text[None, :])[0, 0]
+    explanation = space.explain_similarity(images[0], text, top=3)
+    space.remove_anchors([c.anchor_id for c in explanation.contributions])
+    assert space.similarity(images[:1], text[None, :])[0, 0] < before
+
+
+def test_explain_similarity_takes_one_input(setup) -> None:
+    space, prompts, images = setup
+    with pytest.raises(ValueError, match="one image embedding"):
+        space.explain_similarity(images[:2], prompts[0, 0])
+    with pytest.raises(ValueError, match="one text"):
+        space.explain_similarity(images[0], ["a", "b"])
