@@ -59,7 +59,7 @@ from asif.metrics import (
     top_k_accuracy,
 )
 from asif.relative import check_k, check_p, normalize_rows, relative_from_topk, sparse_scores
-from asif.transforms import Centering, adaptive_k, hub_weights, k_occurrence, reweight_columns
+from asif.transforms import Centering, hub_weights, k_occurrence, resolve_k, reweight_columns
 
 __all__ = [
     "DEFAULT",
@@ -113,8 +113,7 @@ class Setting:
 
     def resolve_k(self, n_anchors: int) -> int:
         """The k used with N anchors (``"auto"`` resolved, capped at N)."""
-        k = adaptive_k(n_anchors) if self.k == "auto" else check_k(self.k)  # type: ignore[arg-type]
-        return min(k, n_anchors)
+        return resolve_k(self.k, n_anchors)
 
     def describe(self) -> str:
         """A short human-readable summary of the setting.
@@ -424,9 +423,16 @@ def label_transfer_retrieval(
             f"direction must be 'image_to_text' or 'text_to_image', got {direction!r}."
         )
     cosines, indices = AnchorIndex(own).search(queries, k)
-    weights = np.maximum(cosines, 0.0)
-    neighbour_scores = np.asarray(other, dtype=np.float32) @ gallery.T  # (N, n_gallery)
-    scores = np.einsum("qk,qkg->qg", weights, neighbour_scores[indices])
+    weights = np.maximum(cosines, 0.0).astype(np.float32)
+    other = np.asarray(other, dtype=np.float32)
+    scores = np.zeros((queries.shape[0], gallery.shape[0]), dtype=np.float32)
+    for start in range(0, queries.shape[0], 256):  # memory: (256 * k, n_gallery) at most
+        block = indices[start : start + 256]
+        used, local = np.unique(np.maximum(block, 0), return_inverse=True)
+        neighbour_scores = other[used] @ gallery.T  # (used, n_gallery)
+        w = np.where(block >= 0, weights[start : start + 256], 0.0)
+        rows = neighbour_scores[local.reshape(block.shape)]  # (chunk, k, n_gallery)
+        scores[start : start + 256] = np.einsum("qk,qkg->qg", w, rows)
     return scores if direction == "image_to_text" else scores.T
 
 

@@ -26,8 +26,9 @@ from asif import retrieval, storage
 from asif.anchors import AnchorSet
 from asif.explain import Explanation, explain_similarity
 from asif.index import AnchorIndex
-from asif.relative import check_k, check_p, normalize_rows, relative_from_topk, sparse_scores
+from asif.relative import check_p, normalize_rows, relative_from_topk, sparse_scores
 from asif.retrieval import Gallery
+from asif.transforms import resolve_k
 from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["RelativeSpace"]
@@ -53,7 +54,8 @@ class RelativeSpace:
     """A training-free image-text model: inputs become sparse vectors over N anchor pairs.
 
     Args:
-        k: anchors kept per input (capped at N). The paper uses 800 for N = 1.6M.
+        k: anchors kept per input (capped at N), or ``"auto"``: a k that grows with N
+            (:func:`asif.transforms.adaptive_k`). The paper uses 800 for N = 1.6M.
         p: exponent on the kept cosines; larger p gives the closest anchors more weight.
         image_encoder: encoder name (``"default"``: offline EfficientNet-Lite0) or an object
             with ``encode(inputs, batch_size=..., show_progress_bar=...) -> (n, d) array``.
@@ -76,7 +78,7 @@ class RelativeSpace:
 
     def __init__(
         self,
-        k: int = 800,
+        k: int | Literal["auto"] = 800,
         p: float = 8.0,
         *,
         image_encoder: str | Any = "default",
@@ -155,7 +157,7 @@ class RelativeSpace:
             >>> space.n_anchors_
             3
         """
-        check_k(self.k)
+        resolve_k(self.k, 1)
         check_p(self.p)
         if not isinstance(anchors, AnchorSet):
             raise TypeError(f"set_anchors expects an AnchorSet, got {type(anchors).__name__}.")
@@ -442,7 +444,7 @@ class RelativeSpace:
                 f"{modality} embeddings have {index.d}: encode queries with the encoder that made "
                 "the anchors."
             )
-        k = check_k(self.k)
+        k = resolve_k(self.k, index.n)
         p = check_p(self.p)
         parts = [
             relative_from_topk(indices, cosines, index.n, p)

@@ -22,13 +22,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from asif.relative import normalize_rows
+from asif.relative import check_k, normalize_rows
 
 __all__ = [
     "Centering",
     "adaptive_k",
     "hub_weights",
     "k_occurrence",
+    "resolve_k",
     "reweight_columns",
 ]
 
@@ -49,6 +50,20 @@ def adaptive_k(n_anchors: int, *, scale: float = _K_SCALE, k_max: int = _K_MAX) 
     if n_anchors < 1:
         raise ValueError(f"n_anchors must be >= 1, got {n_anchors}.")
     return int(max(1, min(k_max, round(scale * float(np.sqrt(n_anchors))))))
+
+
+def resolve_k(k: int | str, n_anchors: int) -> int:
+    """The k used with N anchors: ``k`` capped at N, or :func:`adaptive_k` for ``"auto"``.
+
+    Example:
+        >>> resolve_k(800, 300), resolve_k("auto", 10_000)
+        (300, 100)
+    """
+    if isinstance(k, str):
+        if k != "auto":
+            raise ValueError(f"k must be an integer >= 1 or 'auto', got {k!r}.")
+        return min(adaptive_k(n_anchors), n_anchors)
+    return min(check_k(k), n_anchors)
 
 
 class Centering:

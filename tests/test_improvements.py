@@ -149,3 +149,14 @@ def test_parse_setting_round_trip_and_errors() -> None:
     for bad in ("x=1,2", "x=1,2,median", "x=a,2,max", "x=1,2,max,fast"):
         with pytest.raises(ValueError, match="bad setting"):
             parse_setting(bad)
+
+
+def test_relative_space_auto_k_is_adaptive_k_of_n(data: dict[str, np.ndarray]) -> None:
+    anchors = _anchors(data)
+    auto = RelativeSpace(k="auto", p=4.0).set_anchors(anchors)
+    fixed = RelativeSpace(k=adaptive_k(len(anchors)), p=4.0).set_anchors(anchors)
+    a, b = auto.transform_images(data["queries"]), fixed.transform_images(data["queries"])
+    np.testing.assert_array_equal(a.toarray(), b.toarray())
+    assert a.getnnz(axis=1).max() == adaptive_k(len(anchors))
+    with pytest.raises(ValueError, match="'auto'"):
+        RelativeSpace(k="many").set_anchors(anchors)  # type: ignore[arg-type]
