@@ -69,6 +69,8 @@ def plot_accuracy_vs_anchors(
         ... )
     """
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
     if not results:
         raise ValueError("results is empty: give rows like {'n_anchors': 1000, 'top1': 0.5}.")
     lines: dict[str, list[tuple[float, float]]] = {}
@@ -88,8 +90,13 @@ def plot_accuracy_vs_anchors(
         ax.plot(x, np.asarray(y) * 100, marker="o", label=label or None)
     if log_x:
         ax.set_xscale("log")
+        plain = FuncFormatter(lambda x, _: f"{x:,.0f}")  # 1,000 rather than 10^3
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("anchor pairs")
-    ax.set_ylabel(f"{metric} accuracy (%)")
+    name = f"top-{metric[3:]}" if metric[:3] == "top" and metric[3:].isdigit() else metric
+    ax.set_ylabel(f"{name.replace('_', ' ')} accuracy (%)")
     ax.grid(True, alpha=0.3)
     if any(lines):
         ax.legend()
