@@ -196,6 +196,7 @@ def index_gallery(
         A :class:`Gallery`.
     """
     state = space._snapshot()
+    items = _as_list(items)
     modality = _resolve_modality(items, modality, state, "modality")
     if modality is None:
         raise TypeError("index_gallery needs raw inputs or embeddings, not relative vectors.")
@@ -262,6 +263,7 @@ def _relative(
     if isinstance(inputs, Gallery):
         _resolve_modality(inputs, modality, state, what)
         return inputs._vectors(space, state)[0]
+    inputs = _as_list(inputs)
     resolved = _resolve_modality(inputs, modality, state, what)
     if resolved is None:  # already relative vectors
         vectors = sp.csr_array(inputs)
@@ -280,6 +282,17 @@ def _embed(space: RelativeSpace, inputs: Any, modality: Modality) -> np.ndarray:
             f"got one {modality} input ({str(inputs)[:40]!r}); pass a list of them (e.g. [x])."
         )
     return space._embed(inputs, modality)
+
+
+def _as_list(inputs: Any) -> Any:
+    """A generator or other one-pass iterable as a list (so its items can be looked at first)."""
+    if (
+        isinstance(inputs, (np.ndarray, Gallery, str, os.PathLike, Sequence))
+        or sp.issparse(inputs)
+        or not hasattr(inputs, "__iter__")
+    ):
+        return inputs
+    return list(inputs)
 
 
 def _check_modality(modality: Any, what: str) -> None:

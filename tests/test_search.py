@@ -149,6 +149,10 @@ def test_strings_need_an_explicit_modality_and_use_that_encoder(data) -> None:
     assert back.indices.shape == (1, 2)
     with pytest.raises(ValueError, match="list"):
         space.search("caption 3", gallery, query_modality="text")
+    with pytest.raises(ValueError, match="modality='image' or"):  # a generator is looked into too
+        space.index_gallery(c for c in texts)
+    from_generator = space.index_gallery((c for c in texts), modality="text")
+    assert from_generator.items == list(texts)
 
 
 def test_modality_errors_name_the_fix(space, data) -> None:
