@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def plot_accuracy_vs_anchors(
         ax.legend()
     if title:
         ax.set_title(title)
-    return ax.figure
+    return cast("Figure", ax.figure)
 
 
 def plot_explanation(
