@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -129,10 +130,26 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="keep only this split of anchor data that has splits")
     parser.add_argument("--image-encoder", default="default", help="(default: %(default)s)")
     parser.add_argument("--text-encoder", default="default", help="(default: %(default)s)")
-    parser.add_argument("-k", type=int, default=800, help="anchors kept per input (default: 800)")
-    parser.add_argument("-p", type=float, default=8.0, help="exponent on cosines (default: 8)")
+    parser.add_argument(
+        "-k",
+        type=_k_value,
+        default="auto",
+        help="anchors kept per input, or 'auto': min(800, N/10) (default: auto; the paper: 800)",
+    )
+    parser.add_argument(
+        "-p", type=float, default=2.0, help="exponent on cosines (default: 2; the paper: 8)"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
+
+
+def _k_value(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"k must be an integer or 'auto', got {text!r}") from None
 
 
 def _anchor_pairs(sources: Sequence[str], split: str | None) -> CaptionPairs:
@@ -219,7 +236,12 @@ def _eval(args: argparse.Namespace) -> int:
 
     settings = [ev.parse_setting(text) for text in args.setting or []]
     if args.k is not None or args.p is not None:
-        custom = ev.Setting("custom", k=args.k or 800, p=8.0 if args.p is None else args.p)
+        custom = replace(
+            ev.DEFAULT,
+            name="custom",
+            k=ev.DEFAULT.k if args.k is None else args.k,
+            p=ev.DEFAULT.p if args.p is None else args.p,
+        )
         settings.append(custom)
     if not args.setting:
         settings = [ev.PAPER, ev.DEFAULT, *settings]

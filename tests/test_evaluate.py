@@ -79,7 +79,7 @@ def test_reports_by_hand() -> None:
 
 def test_setting_describe_and_k() -> None:
     assert PAPER.resolve_k(100) == 100
-    assert Setting("a", k="auto").resolve_k(10_000) == 100
+    assert Setting("a", k="auto").resolve_k(3_000) == 300
     assert "centred" in Setting("c", center=True).describe()
 
 

@@ -117,7 +117,8 @@ def test_sweeps_reuse_one_search_and_agree_with_fresh_engines(data: dict[str, np
 def test_transform_pieces() -> None:
     assert adaptive_k(1) == 1
     assert adaptive_k(10**9) == 800
-    assert [adaptive_k(n) for n in (100, 10_000)] == [10, 100]
+    assert [adaptive_k(n) for n in (100, 2_195, 10_000)] == [10, 220, 800]
+    assert adaptive_k(100, fraction=20) == 5
     with pytest.raises(ValueError, match="n_anchors"):
         adaptive_k(0)
     np.testing.assert_array_equal(hub_weights(np.array([3, 0, 9]), 0.0), [1.0, 1.0, 1.0])
