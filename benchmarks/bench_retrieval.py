@@ -151,10 +151,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "bench_retrieval" if args.only is None else f"bench_retrieval_{args.only}"
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [
-        "| k | p | text→image R@1 | R@5 | R@10 | image→text R@1 | R@5 | R@10 |",
-        "|" + "---|" * 8,
-    ]
+    lines = []
+    if results.get("flickr8k"):
+        first = results["flickr8k"][0]
+        lines.append(f"{first['gallery']}; anchors: {first['anchors']}; {first['encoders']}\n")
+        lines.append("| k | p | text→image R@1 | R@5 | R@10 | image→text R@1 | R@5 | R@10 |")
+        lines.append("|" + "---|" * 8)
     for row in results.get("flickr8k", []):
         t2i, i2t = row["text_to_image"], row["image_to_text"]
         cells = [row["k"], row["p"], *(f"{r[k]:.1%}" for r in (t2i, i2t) for k in (1, 5, 10))]
@@ -163,7 +165,8 @@ def main() -> None:
         s = results["speed"]
         lines.append(
             f"\nsearch: {s['n_queries']} queries x {s['n_gallery']} gallery items "
-            f"(N = {s['n_anchors']}, k = {s['k']}): {s['search_s']} s"
+            f"(N = {s['n_anchors']}, k = {s['k']}): {s['search_s']} s; indexing the gallery "
+            f"{s['index_s']} s ({results['machine']})"
         )
     (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print(f"written to {args.out / name}.json")
