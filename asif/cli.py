@@ -139,7 +139,7 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
         help="anchors kept per input, or 'auto': min(800, N/10) (default: auto; the paper: 800)",
     )
     parser.add_argument(
-        "-p", type=float, default=2.0, help="exponent on cosines (default: 2; the paper: 8)"
+        "-p", type=float, default=4.0, help="exponent on cosines (default: 4; the paper: 8)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")

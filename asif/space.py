@@ -57,7 +57,7 @@ class RelativeSpace:
         k: anchors kept per input (capped at N), or ``"auto"``: one anchor in ten up to 800
             (:func:`asif.transforms.adaptive_k`). The paper uses 800 for N = 1.6M.
         p: exponent on the kept cosines; larger p gives the closest anchors more weight.
-            ``k="auto", p=2`` (with ``combine="mean"``) is asif's measured default
+            ``k="auto", p=4`` (with ``combine="mean"``) is asif's measured default
             (``asif.evaluate.DEFAULT``); the constructor's 800 / 8 are the paper's values.
         image_encoder: encoder name (``"default"``: offline EfficientNet-Lite0) or an object
             with ``encode(inputs, batch_size=..., show_progress_bar=...) -> (n, d) array``.
