@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asif.data import CaptionPairs, ImageFolder, read_image_folder
+from asif.data import CaptionPairs, read_image_folder
 from asif.datasets import load_anchor_pairs, resolve_data_path
+from asif.evaluate import balanced_subset
 from asif.metrics import mean_per_class_accuracy, top_k_accuracy
 from asif.space import RelativeSpace
 from asif.templates import TEMPLATES, get_templates
@@ -162,27 +163,15 @@ def _anchor_pairs(sources: Sequence[str], split: str | None) -> CaptionPairs:
     )
 
 
-def _balanced_subset(folder: ImageFolder, limit: int, seed: int) -> np.ndarray:
-    """Positions of ``limit`` images drawn in turn from each class, in a seeded random order."""
-    labels = np.asarray(folder.labels)
-    rng = np.random.default_rng(seed)
-    per_class = [
-        rng.permutation(np.flatnonzero(labels == c)) for c in range(len(folder.classnames))
-    ]
-    order = [i for round_ in _round_robin(per_class) for i in round_]
-    return np.sort(np.array(order[:limit], dtype=np.int64))
-
-
-def _round_robin(groups: list[np.ndarray]) -> list[list[int]]:
-    longest = max(len(g) for g in groups)
-    return [[int(g[r]) for g in groups if r < len(g)] for r in range(longest)]
-
-
 def _zeroshot(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     pairs = _anchor_pairs(args.anchors, args.split)
     folder = read_image_folder(resolve_data_path(args.images))
-    chosen = np.arange(len(folder)) if args.all else _balanced_subset(folder, args.limit, args.seed)
+    chosen = (
+        np.arange(len(folder))
+        if args.all
+        else balanced_subset(np.asarray(folder.labels), args.limit, args.seed)
+    )
     paths = [folder.paths[i] for i in chosen]
     labels = np.asarray(folder.labels)[chosen]
     space = RelativeSpace(

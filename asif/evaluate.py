@@ -58,7 +58,15 @@ from asif.metrics import (
     recall_at_k,
     top_k_accuracy,
 )
-from asif.relative import check_k, check_p, normalize_rows, relative_from_topk, sparse_scores
+from asif.relative import (
+    check_k,
+    check_p,
+    mean_of_row_groups,
+    normalize_rows,
+    normalize_sparse_rows,
+    relative_from_topk,
+    sparse_scores,
+)
 from asif.transforms import Centering, hub_weights, k_occurrence, resolve_k, reweight_columns
 
 __all__ = [
@@ -280,7 +288,7 @@ class Engine:
             return scores.reshape(-1, n_classes, n_templates).max(axis=2)
         if setting.combine != "mean":
             raise ValueError(f"combine must be 'mean' or 'max', got {setting.combine!r}.")
-        class_vectors = _normalise_sparse(_group_mean(prompt_vectors, n_templates))
+        class_vectors = normalize_sparse_rows(mean_of_row_groups(prompt_vectors, n_templates))
         return sparse_scores(image_vectors, class_vectors)
 
     def retrieval_scores(
@@ -310,22 +318,6 @@ def _check_prompts(prompts: np.ndarray) -> tuple[int, int]:
             f"{np.shape(prompts)}."
         )
     return int(prompts.shape[0]), int(prompts.shape[1])
-
-
-def _group_mean(rows: sp.csr_array, group: int) -> sp.csr_array:
-    n_groups = rows.shape[0] // group
-    averaging = sp.csr_array(
-        (
-            np.full(rows.shape[0], 1.0 / group, dtype=np.float32),
-            (np.repeat(np.arange(n_groups), group), np.arange(rows.shape[0])),
-        ),
-        shape=(n_groups, rows.shape[0]),
-    )
-    return sp.csr_array(averaging @ rows)
-
-
-def _normalise_sparse(rows: sp.csr_array) -> sp.csr_array:
-    return reweight_columns(rows, np.ones(rows.shape[1], dtype=np.float32))
 
 
 def zero_shot_scores(

@@ -16,7 +16,9 @@ import scipy.sparse as sp
 __all__ = [
     "check_k",
     "check_p",
+    "mean_of_row_groups",
     "normalize_rows",
+    "normalize_sparse_rows",
     "relative_from_topk",
     "sparse_scores",
 ]
@@ -144,3 +146,33 @@ def sparse_scores(a: sp.csr_array, b: sp.csr_array) -> np.ndarray:
         )
     out = (sp.csr_array(a) @ sp.csr_array(b).T).toarray()
     return np.asarray(out, dtype=np.float32)
+
+
+def mean_of_row_groups(rows: sp.csr_array, group: int) -> sp.csr_array:
+    """Mean of each run of ``group`` consecutive rows: (n, N) -> (n // group, N).
+
+    Example:
+        >>> mean_of_row_groups(sp.csr_array(np.array([[1.0, 0.0], [0.0, 1.0]])), 2).toarray().tolist()
+        [[0.5, 0.5]]
+    """
+    n_groups = rows.shape[0] // group
+    averaging = sp.csr_array(
+        (
+            np.full(rows.shape[0], 1.0 / group, dtype=np.float32),
+            (np.repeat(np.arange(n_groups), group), np.arange(rows.shape[0])),
+        ),
+        shape=(n_groups, rows.shape[0]),
+    )
+    return sp.csr_array(averaging @ rows)
+
+
+def normalize_sparse_rows(rows: sp.csr_array) -> sp.csr_array:
+    """Rows scaled to unit L2 norm; empty rows stay empty.
+
+    Example:
+        >>> normalize_sparse_rows(sp.csr_array(np.array([[3.0, 4.0]]))).toarray().round(3).tolist()
+        [[0.6, 0.8]]
+    """
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).reshape(-1))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_array(sp.diags_array(scale.astype(np.float32)) @ rows)

@@ -72,8 +72,8 @@ def exact_topk(
     Example:
         >>> anchors = np.eye(4, dtype=np.float32)
         >>> scores, idx = exact_topk(np.array([[0.1, 0.9, 0.0, 0.5]], np.float32), anchors, 2)
-        >>> idx.tolist(), scores.round(2).tolist()
-        ([[1, 3]], [[0.9, 0.5]])
+        >>> idx.tolist(), [round(float(x), 2) for x in scores[0]]
+        ([[1, 3]], [0.9, 0.5])
     """
     blocks = [anchors] if isinstance(anchors, np.ndarray) else list(anchors)
     queries = np.ascontiguousarray(queries, dtype=np.float32)

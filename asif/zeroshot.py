@@ -14,7 +14,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from asif.explain import Explanation, explain_vectors
-from asif.relative import normalize_rows, sparse_scores
+from asif.relative import (
+    mean_of_row_groups,
+    normalize_rows,
+    normalize_sparse_rows,
+    sparse_scores,
+)
 
 if TYPE_CHECKING:
     from asif.space import RelativeSpace, _State
@@ -182,25 +187,6 @@ class ZeroShotClassifier:
                 return self._cached[1]
             vectors = self.space._transform(state, self.prompt_embeddings_, "text")
             if self.combine == "mean":
-                vectors = _normalize_sparse_rows(_average_groups(vectors, self.n_templates))
+                vectors = normalize_sparse_rows(mean_of_row_groups(vectors, self.n_templates))
             self._cached = (state.version, vectors)
             return vectors
-
-
-def _average_groups(rows: sp.csr_array, group: int) -> sp.csr_array:
-    """Mean of consecutive groups of ``group`` rows."""
-    n_groups = rows.shape[0] // group
-    averaging = sp.csr_array(
-        (
-            np.full(rows.shape[0], 1.0 / group, dtype=np.float32),
-            (np.repeat(np.arange(n_groups), group), np.arange(rows.shape[0])),
-        ),
-        shape=(n_groups, rows.shape[0]),
-    )
-    return sp.csr_array(averaging @ rows)
-
-
-def _normalize_sparse_rows(rows: sp.csr_array) -> sp.csr_array:
-    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).reshape(-1))
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_array(sp.diags_array(scale.astype(np.float32)) @ rows)
