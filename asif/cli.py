@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asif.data import CaptionPairs, read_image_folder
+from asif.data import read_image_folder
 from asif.datasets import load_anchor_pairs, resolve_data_path
 from asif.evaluate import balanced_subset
 from asif.metrics import mean_per_class_accuracy, top_k_accuracy
@@ -155,17 +155,9 @@ def _k_value(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"k must be an integer or 'auto', got {text!r}") from None
 
 
-def _anchor_pairs(sources: Sequence[str], split: str | None) -> CaptionPairs:
-    parts = [load_anchor_pairs(source, split=split) for source in sources]
-    return CaptionPairs(
-        [p for part in parts for p in part.image_paths],
-        [c for part in parts for c in part.captions],
-    )
-
-
 def _zeroshot(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    pairs = _anchor_pairs(args.anchors, args.split)
+    pairs = load_anchor_pairs(args.anchors, split=args.split)
     folder = read_image_folder(resolve_data_path(args.images))
     chosen = (
         np.arange(len(folder))

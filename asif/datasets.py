@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,18 +69,30 @@ def resolve_data_path(name_or_path: str | os.PathLike[str]) -> Path:
     raise FileNotFoundError(f"{name_or_path} not found here nor in the data folder {data_root()}.")
 
 
-def load_anchor_pairs(source: str | os.PathLike[str], split: str | None = None) -> CaptionPairs:
+def load_anchor_pairs(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], split: str | None = None
+) -> CaptionPairs:
     """Image-caption pairs by name (``"flickr8k"``, ``"coco-mini"``, ``"imagenet-sample"``) or path.
 
     Args:
-        source: a name from ``ANCHOR_SOURCES`` or a caption file (JSONL, CSV, COCO JSON).
-        split: keep only this split (e.g. ``"train"``) when the data has splits.
+        source: a name from ``ANCHOR_SOURCES`` or a caption file (JSONL, CSV, COCO JSON), or a
+            list of them, concatenated in order.
+        split: keep only this split (e.g. ``"train"``) of the sources that have splits; sources
+            without splits are kept whole.
 
     Example:
-        >>> pairs = load_anchor_pairs("imagenet-sample")  # doctest: +SKIP
-        >>> pairs.captions[0]  # doctest: +SKIP
-        'a photo of a tench.'
+        >>> pairs = load_anchor_pairs(["coco-mini", "imagenet-sample"])  # doctest: +SKIP
+        >>> pairs.captions[-1]  # doctest: +SKIP
+        'a photo of a toilet tissue.'
     """
+    if not isinstance(source, (str, os.PathLike)):
+        parts = [load_anchor_pairs(one, split=split) for one in source]
+        if not parts:
+            raise ValueError("no anchor sources given: name at least one, e.g. 'coco-mini'.")
+        return CaptionPairs(
+            [p for part in parts for p in part.image_paths],
+            [c for part in parts for c in part.captions],
+        )
     spec = ANCHOR_SOURCES.get(str(source))
     if spec is None:
         pairs = read_caption_pairs(resolve_data_path(source))

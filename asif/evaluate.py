@@ -647,11 +647,8 @@ def _embed_data(
     from asif.templates import get_templates
     from asif.zeroshot import format_prompts
 
-    if isinstance(anchors, str):
-        anchors = [anchors]
-    parts = [load_anchor_pairs(source, split=anchor_split) for source in anchors]
-    anchor_paths = [p for part in parts for p in part.image_paths]
-    anchor_captions = [c for part in parts for c in part.captions]
+    anchor_pairs = load_anchor_pairs(anchors, split=anchor_split)
+    anchor_paths, anchor_captions = anchor_pairs.image_paths, anchor_pairs.captions
     image_encoder, text_encoder = encoders.load("image"), encoders.load("text")
     anchor_set = AnchorSet(
         encoders.encode(image_encoder, anchor_paths),

@@ -203,3 +203,16 @@ def test_real_cifar10_test_folder(data_dir) -> None:
     assert len(folder) == 10000 and len(folder.classnames) == 10
     assert folder.classnames[3] == "cat"
     assert folder.labels.count(3) == 1000
+
+
+def test_named_anchor_sources_concatenate(data_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from asif.datasets import load_anchor_pairs
+
+    monkeypatch.setenv("ASIF_DATA", str(data_dir))
+    coco = load_anchor_pairs("coco-mini")
+    both = load_anchor_pairs(["coco-mini", "imagenet-sample"])
+    assert len(coco) == 1195 and len(both) == 1195 + 1000
+    assert both.captions[:1195] == coco.captions
+    assert both.captions[1195].startswith("a photo of a ")
+    with pytest.raises(ValueError, match="no anchor sources"):
+        load_anchor_pairs([])
