@@ -3,16 +3,18 @@
 This module knows vectors, not images or captions.
 
 Exact search (``factory="Flat"``, the default, on the CPU) builds no FAISS index at all: the
-anchor arrays *are* the index, searched with ``faiss.knn`` where they lie (a memory-mapped
-``.npy`` included), so building an index costs nothing and a swap copies no anchors. The vectors
-are kept as a tuple of read-only *segments* (blocks of rows), each searched separately and the
-per-segment top-k merged:
+anchor arrays *are* the index, searched where they lie (a memory-mapped ``.npy`` included), so
+building an index costs nothing and a swap copies no anchors. The vectors are kept as a tuple of
+read-only *segments* (blocks of rows). Below 65,536 anchors ``faiss.knn`` searches each segment
+and the per-segment top-k are merged; from there on :func:`asif.topk.exact_topk` streams over
+the segments with a running threshold (faster at large N and large k, measured in
+``benchmarks/bench_relative.py``):
 
 - ``with_added(vectors)`` appends one segment: its cost is the new rows only.
-- ``without(positions)`` marks rows removed (a per-segment mask) and searches each segment for
-  ``k + removed`` candidates, so results stay exact; a segment is rewritten without its removed
-  rows once more than 1/8 of it is removed, so the cost of a removal is bounded by one segment
-  (at most ``SEGMENT_ROWS`` rows) per touched segment.
+- ``without(positions)`` marks rows removed (a per-segment mask) that search skips, so results
+  stay exact; a segment is rewritten without its removed rows once more than 1/8 of it is
+  removed, so the cost of a removal is bounded by one segment (at most ``SEGMENT_ROWS`` rows)
+  per touched segment.
 
 Both return a new index and leave the old one untouched, so a search running in another thread
 on the old index is never disturbed. Queries are searched in chunks so memory stays bounded.
@@ -32,10 +34,15 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from asif.topk import exact_topk
+
 __all__ = ["SEGMENT_ROWS", "AnchorIndex", "auto_factory", "gpu_available"]
 
 DEFAULT_QUERY_BATCH = 4096
 SEGMENT_ROWS = 1 << 16
+_STREAM_MIN_ROWS = 1 << 16
+"""From this many anchors on, exact search streams over the segments (asif.topk); below, FAISS
+searches each segment (faster where the anchors fit in a few segments)."""
 """Rows per segment: the unit of search, of removal bookkeeping and of compaction."""
 _SMALL_SEGMENTS = 8
 """More than this many segments under ``SEGMENT_ROWS / 2`` rows are merged after an add."""
@@ -224,6 +231,27 @@ class AnchorIndex:
             return self._whole
         return np.concatenate([s.alive_vectors() for s in self._segments])
 
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The (len(positions), d) anchor vectors at these positions (float32 copies).
+
+        Example:
+            >>> AnchorIndex(np.eye(3, dtype=np.float32)).rows(np.array([2, 0])).tolist()
+            [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+        """
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.empty((positions.size, self.d), np.float32)
+        start = 0
+        for segment in self._segments:
+            n = segment.n_alive
+            hit = np.flatnonzero((positions >= start) & (positions < start + n))
+            if hit.size:
+                local = positions[hit] - start
+                if segment.ranks is not None:
+                    local = np.flatnonzero(segment.ranks >= 0)[local]
+                out[hit] = segment.vectors[local]
+            start += n
+        return out
+
     def iter_vectors(self) -> Iterator[np.ndarray]:
         """The anchor vectors in position order, one segment at a time (memory: one segment)."""
         for segment in self._segments:
@@ -256,6 +284,13 @@ class AnchorIndex:
         return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
 
     def _search_segments(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.n_stored >= _STREAM_MIN_ROWS:
+            return exact_topk(
+                queries,
+                [s.vectors for s in self._segments],
+                k,
+                positions=self._segment_positions(),
+            )
         cosines, positions = [], []
         start = 0
         for segment in self._segments:
@@ -273,6 +308,28 @@ class AnchorIndex:
         if len(cosines) == 1 and _segments_clean(self._segments):
             return cosines[0], positions[0]
         return _merge_topk(np.hstack(cosines), np.hstack(positions), k)
+
+    @property
+    def n_stored(self) -> int:
+        """Rows held by the segments, removed ones included."""
+        return sum(s.vectors.shape[0] for s in self._segments)
+
+    def _segment_positions(self) -> list[np.ndarray | None]:
+        """Per segment, each row's position among the alive anchors (-1: removed), or None
+        where no row is removed and positions are consecutive."""
+        out: list[np.ndarray | None] = []
+        start = 0
+        clean = True
+        for segment in self._segments:
+            if segment.ranks is None and clean:
+                out.append(None)
+            elif segment.ranks is None:
+                out.append(np.arange(segment.vectors.shape[0], dtype=np.int64) + start)
+            else:
+                out.append(np.where(segment.ranks >= 0, segment.ranks + start, -1))
+                clean = False
+            start += segment.n_alive
+        return out
 
 
 def _segments_clean(segments: tuple[_Segment, ...]) -> bool:

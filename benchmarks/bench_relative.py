@@ -3,7 +3,10 @@
 Per row (N anchors of dimension d, k = 800, p = 8, float32, random unit vectors):
 
 - asif: ``AnchorIndex(anchors).iter_search`` + ``relative_from_topk``, i.e. what
-  ``RelativeSpace.transform_*`` does once the inputs are embedded.
+  ``RelativeSpace.transform_*`` does once the inputs are embedded (exact search: FAISS per
+  segment below 65,536 anchors, the streaming kernel of ``asif.topk`` above; no hub weights).
+- asif top-k only: the search alone, to show where the time goes (the rest is building the
+  sparse relative vectors).
 - (a) paper: the approach of the paper's published code, written out here: a torch matmul of
   query chunks against all anchors, ``torch.topk``, ``** p``, normalise, a sparse COO tensor.
 - (b) bound: 2 N d flops per query at the float32 matmul rate measured at the start of this run
@@ -14,6 +17,7 @@ may be shared: compare the ratios within one run, not absolute numbers across ru
 
 Usage:
     python benchmarks/bench_relative.py            # N in {10k, 100k, 1M}, d in {384, 1280}
+    python benchmarks/bench_relative.py --queries-at-1m 2000   # fewer queries where N >= 1M
     python benchmarks/bench_relative.py --quick    # smoke run: small N, few queries
 """
 
@@ -79,6 +83,14 @@ def run_asif(anchors: np.ndarray, queries: np.ndarray) -> None:
         relative_from_topk(idx, cos, index.n, P)
 
 
+def run_topk(anchors: np.ndarray, queries: np.ndarray) -> None:
+    from asif.index import AnchorIndex
+
+    index = AnchorIndex(anchors, gpu=False)
+    for _ in index.iter_search(queries, K):
+        pass
+
+
 def run_paper(anchors: np.ndarray, queries: np.ndarray, chunk: int = 256) -> None:
     """The paper's code: chunked torch matmul, torch.topk, power, normalise, sparse tensor."""
     import torch
@@ -97,7 +109,7 @@ def run_paper(anchors: np.ndarray, queries: np.ndarray, chunk: int = 256) -> Non
         ).coalesce()
 
 
-METHODS = {"asif": run_asif, "paper": run_paper}
+METHODS = {"asif": run_asif, "topk": run_topk, "paper": run_paper}
 
 
 def child(method: str, n: int, d: int, n_queries: int) -> dict:
@@ -124,6 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small N, 500 queries")
     parser.add_argument("--queries", type=int, default=None, help="queries per row")
+    parser.add_argument(
+        "--queries-at-1m", type=int, default=None, help="queries per row where N >= 1M"
+    )
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated N values")
     parser.add_argument("--dims", type=str, default="384,1280")
     parser.add_argument(
@@ -144,8 +159,8 @@ def main() -> None:
     gflops = max(rates.values())
     rows = []
     header = (
-        "| N | d | queries | asif q/s | paper (a) q/s | bound (b) q/s | asif/(a) | asif/(b) "
-        "| asif RSS GiB | (a) RSS GiB |"
+        "| N | d | queries | asif q/s | top-k only q/s | paper (a) q/s | bound (b) q/s | asif/(a) "
+        "| asif/(b) | top-k/(b) | asif RSS GiB | (a) RSS GiB |"
     )
     lines = [
         f"sgemm rate at start: numpy {rates['numpy']:.1f}, torch {rates['torch']:.1f} GFLOP/s "
@@ -153,31 +168,36 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}",
         "",
         header,
-        "|" + "---|" * 10,
+        "|" + "---|" * 12,
     ]
     print("\n".join(lines), flush=True)
     for n in sizes:
         for d in dims:
-            ours = measure("asif", n, d, n_queries)
-            paper = measure("paper", n, d, n_queries)
+            q = args.queries_at_1m if n >= 1_000_000 and args.queries_at_1m else n_queries
+            ours = measure("asif", n, d, q)
+            topk = measure("topk", n, d, q)
+            paper = measure("paper", n, d, q)
             bound = gflops * 1e9 / (2 * n * d)
             row = {
                 "n": n,
                 "d": d,
-                "queries": n_queries,
+                "queries": q,
                 "asif_qps": ours["qps"],
+                "topk_qps": topk["qps"],
                 "paper_qps": paper["qps"],
                 "bound_qps": bound,
                 "speedup_vs_paper": ours["qps"] / paper["qps"],
                 "fraction_of_bound": ours["qps"] / bound,
+                "topk_fraction_of_bound": topk["qps"] / bound,
                 "asif_peak_rss_gib": ours["peak_rss_gib"],
                 "paper_peak_rss_gib": paper["peak_rss_gib"],
             }
             rows.append(row)
             line = (
-                f"| {n:,} | {d} | {n_queries:,} | {row['asif_qps']:.1f} | {row['paper_qps']:.1f} "
-                f"| {bound:.1f} | {row['speedup_vs_paper']:.2f}x | "
-                f"{100 * row['fraction_of_bound']:.0f}% | {row['asif_peak_rss_gib']:.2f} "
+                f"| {n:,} | {d} | {q:,} | {row['asif_qps']:.1f} | {row['topk_qps']:.1f} "
+                f"| {row['paper_qps']:.1f} | {bound:.1f} | {row['speedup_vs_paper']:.2f}x | "
+                f"{100 * row['fraction_of_bound']:.0f}% | "
+                f"{100 * row['topk_fraction_of_bound']:.0f}% | {row['asif_peak_rss_gib']:.2f} "
                 f"| {row['paper_peak_rss_gib']:.2f} |"
             )
             lines.append(line)
