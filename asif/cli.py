@@ -73,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         default="cifar",
         help=f"prompt templates: one of {sorted(TEMPLATES)} or a template like 'a photo of a {{}}.'",
     )
-    zs.add_argument("--combine", choices=("mean", "max"), default="mean")
+    zs.add_argument(
+        "--combine",
+        choices=("mean", "max"),
+        default="max",
+        help="over a class's templates: best prompt or mean prompt vector (default: %(default)s)",
+    )
     zs.add_argument("--show", type=int, default=5, help="predictions to explain (default: 5)")
     zs.add_argument("--seed", type=int, default=0, help="seed of the subset (default: 0)")
     zs.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -92,7 +97,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
         "Embeddings are cached, so re-runs with other settings take seconds.",
     )
     _add_space_options(ev)
-    ev.set_defaults(k=None, p=None)
+    ev.set_defaults(k=None, p=None, hubness=None)
     ev.add_argument("--images", help="image folder <class>/<files> to classify (e.g. cifar10-test)")
     ev.add_argument("--captions", help="caption data for retrieval (e.g. flickr8k)")
     ev.add_argument("--caption-split", help="keep only this split of --captions (e.g. dev)")
@@ -102,7 +107,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME=K,P,COMBINE[,center][,hub=A]",
         help="an ASIF setting to evaluate, e.g. 'mine=200,4,mean,center'; repeatable "
-        "(default: paper=800,8,max and asif's default; -k/-p add a 'custom' one)",
+        "(default: paper=800,8,max and asif's default; -k/-p/--hubness add a 'custom' one)",
     )
     ev.add_argument("--lt-k", type=int, default=20, help="label-transfer neighbours (default: 20)")
     ev.add_argument(
@@ -137,10 +142,16 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
         "-k",
         type=_k_value,
         default="auto",
-        help="anchors kept per input, or 'auto': min(800, N/10) (default: auto; the paper: 800)",
+        help="anchors kept per input, or 'auto': min(1600, N/20) (default: auto; the paper: 800)",
     )
     parser.add_argument(
-        "-p", type=float, default=4.0, help="exponent on cosines (default: 4; the paper: 8)"
+        "-p", type=float, default=3.5, help="exponent on cosines (default: 3.5; the paper: 8)"
+    )
+    parser.add_argument(
+        "--hubness",
+        type=float,
+        default=0.5,
+        help="hub down-weighting alpha, 0 = off (default: %(default)s; the paper: 0)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
@@ -169,6 +180,7 @@ def _zeroshot(args: argparse.Namespace) -> int:
     space = RelativeSpace(
         k=args.k,
         p=args.p,
+        hubness=args.hubness,
         image_encoder=args.image_encoder,
         text_encoder=args.text_encoder,
         batch_size=args.batch_size,
@@ -196,6 +208,7 @@ def _zeroshot(args: argparse.Namespace) -> int:
         "text_encoder": space.anchors_.text_encoder,
         "k": resolve_k(args.k, space.n_anchors_),
         "p": args.p,
+        "hubness": args.hubness,
         "templates": args.templates,
         "n_templates": len(templates),
         "combine": args.combine,
@@ -218,12 +231,13 @@ def _eval(args: argparse.Namespace) -> int:
     from asif import evaluate as ev
 
     settings = [ev.parse_setting(text) for text in args.setting or []]
-    if args.k is not None or args.p is not None:
+    if args.k is not None or args.p is not None or args.hubness is not None:
         custom = replace(
             ev.DEFAULT,
             name="custom",
             k=ev.DEFAULT.k if args.k is None else args.k,
             p=ev.DEFAULT.p if args.p is None else args.p,
+            hubness=ev.DEFAULT.hubness if args.hubness is None else args.hubness,
         )
         settings.append(custom)
     if not args.setting:
@@ -261,7 +275,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _print_results(r: dict) -> None:
     print(
         f"\nzero-shot on {r['images']}: {r['n_images']} images, {r['n_classes']} classes; "
-        f"{r['n_anchors']} anchors, k={r['k']}, p={r['p']:g}, "
+        f"{r['n_anchors']} anchors, k={r['k']}, p={r['p']:g}, hubness={r['hubness']:g}, "
         f"{r['n_templates']} '{r['templates']}' templates, combine={r['combine']}"
     )
     print(f"encoders: {r['image_encoder']} + {r['text_encoder']}")

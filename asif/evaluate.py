@@ -67,7 +67,13 @@ from asif.relative import (
     relative_from_topk,
     sparse_scores,
 )
-from asif.transforms import Centering, hub_weights, k_occurrence, resolve_k, reweight_columns
+from asif.transforms import (
+    Centering,
+    anchor_k_occurrence,
+    hub_weights,
+    resolve_k,
+    reweight_columns,
+)
 
 __all__ = [
     "DEFAULT",
@@ -89,7 +95,6 @@ __all__ = [
 ]
 
 Combine = Literal["mean", "max"]
-_HUB_SAMPLE = 4096
 """Anchors used as queries to count how often each anchor lands in a top-k list."""
 
 
@@ -141,12 +146,13 @@ class Setting:
 PAPER = Setting("paper", k=800, p=8.0, combine="max")
 """The paper's algorithm exactly: k = 800, p = 8, max over templates, no centring, no hubs."""
 
-DEFAULT = Setting("asif", k="auto", p=4.0, combine="mean", hubness=0.5)
-"""asif's default: k = min(800, ceil(N / 10)), p = 4, mean over templates, hub weights with
-alpha = 0.5; no centring. Chosen with flickr8k anchors on held-out data only (CIFAR-10's even
-half, texture-shape edges, flickr8k dev retrieval): the one candidate that beat the paper on all
-three; ``benchmarks/bench_zeroshot.py`` reports it on other data (CIFAR-10's odd half,
-silhouettes). With small anchor sets (N < 10,000) p = 2 did better."""
+DEFAULT = Setting("asif", k="auto", p=3.5, combine="max", hubness=0.5)
+"""asif's default, also ``RelativeSpace()``'s: k = min(1600, ceil(N / 20)), p = 3.5, max over
+templates, hub weights with alpha = 0.5; no centring. Chosen with flickr8k anchors on held-out data
+only (CIFAR-10's even half, texture-shape edges, flickr8k dev retrieval), the best CIFAR-10 top-1
+of the grid k in {800 ... 2400} x p in {3 ... 5} x hub in {0 ... 1} x {max, mean, mean of prompt
+embeddings} that beat the paper on all three; ``benchmarks/bench_zeroshot.py`` reports it on other
+data (CIFAR-10's odd half, silhouettes) and with the other encoder pair."""
 
 
 def parse_setting(text: str) -> Setting:
@@ -227,11 +233,7 @@ class _Side:
     def hub_counts(self, k: int) -> np.ndarray:
         """k-occurrence of each anchor in the top-k lists of (a sample of) the anchors."""
         if k not in self._hub_counts:
-            rows = np.arange(self.n)
-            if self.n > _HUB_SAMPLE:
-                rows = np.sort(np.random.default_rng(0).choice(self.n, _HUB_SAMPLE, replace=False))
-            _, indices = self.index.search(self.vectors[rows], k)
-            self._hub_counts[k] = k_occurrence(indices, self.n)
+            self._hub_counts[k] = anchor_k_occurrence(self.index, k)
         return self._hub_counts[k]
 
 

@@ -15,7 +15,7 @@ import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +28,7 @@ from asif.explain import Explanation, explain_similarity
 from asif.index import AnchorIndex
 from asif.relative import check_p, normalize_rows, relative_from_topk, sparse_scores
 from asif.retrieval import Gallery
-from asif.transforms import resolve_k
+from asif.transforms import anchor_k_occurrence, hub_weights, resolve_k, reweight_columns
 from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["RelativeSpace"]
@@ -37,7 +37,7 @@ Modality = Literal["image", "text"]
 _versions = itertools.count(1)
 SPACE_FORMAT = "asif-space"
 SPACE_FORMAT_VERSION = 1
-_PARAMS = ("k", "p", "index", "gpu", "device", "batch_size", "show_progress_bar")
+_PARAMS = ("k", "p", "hubness", "index", "gpu", "device", "batch_size", "show_progress_bar")
 
 
 @dataclass(frozen=True)
@@ -48,17 +48,23 @@ class _State:
     image_index: AnchorIndex
     text_index: AnchorIndex
     version: int
+    hub_counts: dict = field(default_factory=dict, compare=False)
+    """(modality, k) -> anchor k-occurrence, filled on first use (an idempotent cache)."""
 
 
 class RelativeSpace:
     """A training-free image-text model: inputs become sparse vectors over N anchor pairs.
 
     Args:
-        k: anchors kept per input (capped at N), or ``"auto"``: one anchor in ten up to 800
-            (:func:`asif.transforms.adaptive_k`). The paper uses 800 for N = 1.6M.
+        k: anchors kept per input (capped at N), or ``"auto"`` (the default): one anchor in
+            twenty, up to 1,600 (:func:`asif.transforms.adaptive_k`).
         p: exponent on the kept cosines; larger p gives the closest anchors more weight.
-            ``k="auto", p=4`` (with ``combine="mean"``) is asif's measured default
-            (``asif.evaluate.DEFAULT``); the constructor's 800 / 8 are the paper's values.
+        hubness: alpha of the hub weights (:func:`asif.transforms.hub_weights`): anchors found
+            in many anchors' top-k lists count less. 0 turns them off. They cost one search of
+            up to 4,096 anchors per modality, on the first query after the anchors change.
+            The defaults ``k="auto", p=3.5, hubness=0.5`` are asif's measured default
+            (``asif.evaluate.DEFAULT``); ``k=800, p=8, hubness=0`` (and ``combine="max"``) is
+            the paper's algorithm exactly.
         image_encoder: encoder name (``"default"``: offline EfficientNet-Lite0) or an object
             with ``encode(inputs, batch_size=..., show_progress_bar=...) -> (n, d) array``.
         text_encoder: likewise for captions (``"default"``: offline all-MiniLM-L6-v2).
@@ -80,9 +86,10 @@ class RelativeSpace:
 
     def __init__(
         self,
-        k: int | Literal["auto"] = 800,
-        p: float = 8.0,
+        k: int | Literal["auto"] = "auto",
+        p: float = 3.5,
         *,
+        hubness: float = 0.5,
         image_encoder: str | Any = "default",
         text_encoder: str | Any = "default",
         index: str = "Flat",
@@ -94,6 +101,7 @@ class RelativeSpace:
     ) -> None:
         self.k = k
         self.p = p
+        self.hubness = hubness
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.index = index
@@ -109,7 +117,7 @@ class RelativeSpace:
 
     def __repr__(self) -> str:
         n = "unfitted" if self._state is None else f"n_anchors={len(self._state.anchors)}"
-        return f"RelativeSpace(k={self.k}, p={self.p}, {n})"
+        return f"RelativeSpace(k={self.k!r}, p={self.p}, hubness={self.hubness}, {n})"
 
     # ----------------------------------------------------------------- anchors
     def fit(
@@ -161,6 +169,10 @@ class RelativeSpace:
         """
         resolve_k(self.k, 1)
         check_p(self.p)
+        if not float(self.hubness) >= 0:
+            raise ValueError(
+                f"hubness must be >= 0 (0 turns hub weights off), got {self.hubness!r}."
+            )
         if not isinstance(anchors, AnchorSet):
             raise TypeError(f"set_anchors expects an AnchorSet, got {type(anchors).__name__}.")
         self._check_encoders(anchors)
@@ -360,7 +372,7 @@ class RelativeSpace:
         classnames: Sequence[str],
         templates: Sequence[str | Callable[[str], str]] = ("a photo of a {}.",),
         *,
-        combine: Literal["mean", "max"] = "mean",
+        combine: Literal["mean", "max"] = "max",
         prompt_embeddings: np.ndarray | None = None,
     ) -> ZeroShotClassifier:
         """A zero-shot classifier: each class is described by its prompts in the shared space.
@@ -368,8 +380,9 @@ class RelativeSpace:
         Args:
             classnames: the C class names.
             templates: T ``str.format`` templates (``"a photo of a {}."``) or callables.
-            combine: ``"mean"``: the normalised mean of a class's prompt vectors;
-                ``"max"``: the best score over a class's prompts (the reference code).
+            combine: ``"max"``: the best score over a class's prompts (the reference code,
+                and asif's measured default); ``"mean"``: the normalised mean of a class's
+                prompt vectors.
             prompt_embeddings: (C, T, d) text embeddings of the prompts, to skip the text encoder.
         """
         return ZeroShotClassifier(
@@ -448,11 +461,25 @@ class RelativeSpace:
             )
         k = resolve_k(self.k, index.n)
         p = check_p(self.p)
-        parts = [
-            relative_from_topk(indices, cosines, index.n, p)
-            for cosines, indices in index.iter_search(embeddings, k)
-        ]
+        weights = self._hub_weights(state, modality, k)
+        parts = []
+        for cosines, indices in index.iter_search(embeddings, k):
+            vectors = relative_from_topk(indices, cosines, index.n, p)
+            parts.append(vectors if weights is None else reweight_columns(vectors, weights))
         return sp.csr_array(sp.vstack(parts, format="csr"))
+
+    def _hub_weights(self, state: _State, modality: Modality, k: int) -> np.ndarray | None:
+        alpha = float(self.hubness)
+        if alpha < 0:
+            raise ValueError(f"hubness must be >= 0 (0 turns hub weights off), got {alpha!r}.")
+        if alpha == 0:
+            return None
+        key = (modality, k)
+        counts = state.hub_counts.get(key)
+        if counts is None:
+            index = state.image_index if modality == "image" else state.text_index
+            counts = state.hub_counts.setdefault(key, anchor_k_occurrence(index, k))
+        return hub_weights(counts, alpha)
 
     def _embed(self, inputs: Any, modality: Modality) -> np.ndarray:
         if isinstance(inputs, np.ndarray) and inputs.dtype != object:

@@ -5,17 +5,17 @@ vectors are exactly the paper's (``tests/test_improvements.py`` checks this agai
 reference). They were measured on held-out data (``benchmarks/bench_zeroshot.py``):
 
 - :func:`adaptive_k`: the number of anchors kept per input as a function of N,
-  ``k = min(800, ceil(N / 10))``. The paper's k = 800 was made for N = 1.6M; with a few thousand
+  ``k = min(1600, ceil(N / 20))``. The paper's k = 800 was made for N = 1.6M; with a few thousand
   anchors it keeps a third of them and blurs every input into the same broad neighbourhood.
 - :class:`Centering`: subtract the anchors' mean embedding (per modality) before normalising.
   Pooled CNN features are all non-negative, so raw cosines crowd into a narrow band.
 - :func:`hub_weights`: down-weight *hub* anchors, the ones that appear in many top-k lists, by
-  a power of their k-occurrence among the anchors' own top-k lists.
+  a power of their k-occurrence among the anchors' own top-k lists (:func:`anchor_k_occurrence`).
 - :func:`reweight_columns`: apply such per-anchor weights to sparse relative vectors.
 
 Example:
     >>> adaptive_k(2_000), adaptive_k(35_455), adaptive_k(1_600_000)
-    (200, 800, 800)
+    (100, 1600, 1600)
 """
 
 from __future__ import annotations
@@ -28,28 +28,32 @@ from asif.relative import check_k, normalize_rows
 __all__ = [
     "Centering",
     "adaptive_k",
+    "anchor_k_occurrence",
     "hub_weights",
     "k_occurrence",
     "resolve_k",
     "reweight_columns",
 ]
 
-_K_FRACTION = 10
-_K_MAX = 800
+_K_FRACTION = 20
+_K_MAX = 1600
+_HUB_SAMPLE = 4096
+_HUB_SAMPLE_FLOPS = 2e12
 
 
 def adaptive_k(n_anchors: int, *, fraction: int = _K_FRACTION, k_max: int = _K_MAX) -> int:
     """Anchors kept per input for N anchors: ``min(k_max, ceil(N / fraction))``, at least 1.
 
-    One anchor in ten, up to the paper's 800 (reached at N = 8,000). Chosen on held-out data
-    (the even half of each CIFAR-10 class and texture-shape edges) with flickr8k anchor subsets
-    of N = 500 ... 8,805 and coco-mini + imagenet-sample (N = 2,195): the best k grew about
-    linearly with N (k ~ 90-180 at N = 1,500-2,195, 750-1,200 at N = 8,805), and a k above 800
-    was never clearly better.
+    One anchor in twenty, up to 1,600 (reached at N = 32,000). Chosen on held-out data (the even
+    half of each CIFAR-10 class, texture-shape edges, flickr8k dev retrieval) with flickr8k
+    anchors, together with p = 3.5 and hub weights (``asif.evaluate.DEFAULT``): at N = 35,455,
+    k = 1,600 beat 800, 1,200, 2,000 and 2,400; on random subsets of N = 1,000 ... 20,000,
+    N / 20 was as good as or better than N / 10 and N / 25 (``benchmarks/bench_zeroshot.py``
+    reports the curve on the other half).
 
     Example:
         >>> adaptive_k(100), adaptive_k(2_195), adaptive_k(35_455)
-        (10, 220, 800)
+        (5, 110, 1600)
     """
     if n_anchors < 1:
         raise ValueError(f"n_anchors must be >= 1, got {n_anchors}.")
@@ -61,7 +65,7 @@ def resolve_k(k: int | str, n_anchors: int) -> int:
 
     Example:
         >>> resolve_k(800, 300), resolve_k("auto", 3_000)
-        (300, 300)
+        (300, 150)
     """
     if isinstance(k, str):
         if k != "auto":
@@ -104,6 +108,34 @@ def k_occurrence(indices: np.ndarray, n_anchors: int) -> np.ndarray:
     """
     indices = np.asarray(indices).reshape(-1)
     return np.bincount(indices[indices >= 0], minlength=n_anchors)[:n_anchors]
+
+
+def anchor_k_occurrence(index, k: int, sample: int | None = None) -> np.ndarray:
+    """k-occurrence of each anchor among the top-k lists of (a random sample of) the anchors.
+
+    The sample holds ``min(N, 4096)`` anchors (seed 0), fewer where N is so large that its
+    search would cost more than about 2e12 flops (at least 256): the counts only need to
+    rank anchors by how hub-like they are.
+
+    Args:
+        index: an :class:`asif.index.AnchorIndex` over one modality's anchors.
+        k: list length (as used for the relative vectors).
+        sample: anchors searched; ``None``: the rule above.
+
+    Example:
+        >>> from asif.index import AnchorIndex
+        >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+        >>> anchor_k_occurrence(AnchorIndex(x), k=2).tolist()
+        [1, 3, 2]
+    """
+    n = index.n
+    if sample is None:
+        sample = max(256, min(_HUB_SAMPLE, int(_HUB_SAMPLE_FLOPS / (2 * n * index.d))))
+    rows = np.arange(n)
+    if n > sample:
+        rows = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
+    _, indices = index.search(index.rows(rows), k)
+    return k_occurrence(indices, n)
 
 
 def hub_weights(counts: np.ndarray, alpha: float) -> np.ndarray:

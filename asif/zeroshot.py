@@ -61,7 +61,7 @@ class ZeroShotClassifier:
         classnames: Sequence[str],
         templates: Sequence[Template] = ("a photo of a {}.",),
         *,
-        combine: Literal["mean", "max"] = "mean",
+        combine: Literal["mean", "max"] = "max",
         prompt_embeddings: np.ndarray | None = None,
         temperature: float = 0.01,
     ) -> None:

@@ -41,11 +41,18 @@ def recall(
     return {k: float(hit[:, :k].any(axis=1).mean()) for k in ks}
 
 
-def flickr8k(ks: list[int], p: float, image_encoder: str, text_encoder: str) -> list[dict]:
+def flickr8k(
+    ks: list[int], p: float, hubness: float, image_encoder: str, text_encoder: str
+) -> list[dict]:
     train = load_anchor_pairs("flickr8k", split="train")
     dev = load_anchor_pairs("flickr8k", split="dev")
     space = RelativeSpace(
-        k=ks[0], p=p, image_encoder=image_encoder, text_encoder=text_encoder, cache=True
+        k=ks[0],
+        p=p,
+        hubness=hubness,
+        image_encoder=image_encoder,
+        text_encoder=text_encoder,
+        cache=True,
     )
     t = time.perf_counter()
     space.fit(train.image_paths, train.captions)
@@ -94,7 +101,7 @@ def flickr8k(ks: list[int], p: float, image_encoder: str, text_encoder: str) -> 
 
 def speed(n_gallery: int, n_queries: int, n_anchors: int, k: int, d: int = 64) -> dict:
     rng = np.random.default_rng(0)
-    space = RelativeSpace(k=k, p=8.0, gpu=False).set_anchors(
+    space = RelativeSpace(k=k, p=8.0, hubness=0, gpu=False).set_anchors(
         AnchorSet(
             rng.normal(size=(n_anchors, d)).astype(np.float32),
             rng.normal(size=(n_anchors, d // 2)).astype(np.float32),
@@ -135,6 +142,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("flickr8k", "speed"))
     parser.add_argument("-k", nargs="+", type=int, default=[800], help="k values (default: 800)")
     parser.add_argument("--p", type=float, default=8.0)
+    parser.add_argument("--hubness", type=float, default=0.0, help="hub weights alpha (paper: 0)")
     parser.add_argument("--image-encoder", default="default")
     parser.add_argument("--text-encoder", default="default")
     parser.add_argument("--gallery", type=int, default=100_000)
@@ -145,7 +153,9 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
     if args.only in (None, "flickr8k"):
-        results["flickr8k"] = flickr8k(args.k, args.p, args.image_encoder, args.text_encoder)
+        results["flickr8k"] = flickr8k(
+            args.k, args.p, args.hubness, args.image_encoder, args.text_encoder
+        )
     if args.only in (None, "speed"):
         results["speed"] = speed(args.gallery, args.queries, args.n_anchors, args.speed_k)
     args.out.mkdir(parents=True, exist_ok=True)

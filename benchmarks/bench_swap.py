@@ -140,7 +140,7 @@ def child_floor(folder: Path) -> dict[str, Any]:
 def child_swap(old: Path, new: Path) -> dict[str, Any]:
     prompts, image = _classifier_inputs()
     classes = [f"class {i}" for i in range(10)]
-    space = RelativeSpace(k=K, p=P, image_encoder=None, text_encoder=None)
+    space = RelativeSpace(k=K, p=P, hubness=0, image_encoder=None, text_encoder=None)
     space.set_anchors(AnchorSet.load(old, verify=False))
     clf = space.zero_shot_classifier(classes, prompt_embeddings=prompts)
     clf.predict(image)  # the old set is resident and serving
@@ -179,7 +179,7 @@ def child_swap(old: Path, new: Path) -> dict[str, Any]:
 
 def child_add_remove(folder: Path) -> dict[str, Any]:
     prompts, image = _classifier_inputs()
-    space = RelativeSpace(k=K, p=P, image_encoder=None, text_encoder=None)
+    space = RelativeSpace(k=K, p=P, hubness=0, image_encoder=None, text_encoder=None)
     space.set_anchors(AnchorSet.load(folder, verify=False))
     clf = space.zero_shot_classifier([f"c{i}" for i in range(10)], prompt_embeddings=prompts)
     clf.predict(image)

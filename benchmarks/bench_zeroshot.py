@@ -345,7 +345,7 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
     lines.append(
         "\nsweep on the TUNING data (CIFAR tune half top-1 / edges top-1), asif's other choices fixed"
     )
-    for k in (50, 100, 200, 400, 800, 1600):
+    for k in (100, 200, 400, 800, 1600, 2400):
         s = replace(DEFAULT, name=f"k={k}", k=k)
         sweep.append(
             {
@@ -355,7 +355,7 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
                 "tune_edges": classify(engine, edges, None, s)["top1"],
             }
         )
-    for p in (1.0, 2.0, 4.0, 8.0, 16.0):
+    for p in (1.0, 2.0, 3.0, 3.5, 4.0, 8.0):
         s = replace(DEFAULT, name=f"p={p:g}", p=p)
         sweep.append(
             {

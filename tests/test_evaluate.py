@@ -79,7 +79,8 @@ def test_reports_by_hand() -> None:
 
 def test_setting_describe_and_k() -> None:
     assert PAPER.resolve_k(100) == 100
-    assert Setting("a", k="auto").resolve_k(3_000) == 300
+    assert Setting("a", k="auto").resolve_k(3_000) == 150
+    assert Setting("a", k="auto").resolve_k(100_000) == 1600
     assert "centred" in Setting("c", center=True).describe()
 
 

@@ -18,7 +18,7 @@ def setup() -> tuple[RelativeSpace, np.ndarray, np.ndarray]:
         captions=[f"caption {i}" for i in range(400)],
         ids=np.arange(1000, 1400),
     )
-    space = RelativeSpace(k=60, p=4).set_anchors(anchors)
+    space = RelativeSpace(hubness=0, k=60, p=4).set_anchors(anchors)
     return space, rng.normal(size=(5, 3, 12)), rng.normal(size=(8, 24))
 
 
@@ -38,7 +38,7 @@ def test_contributions_sum_to_the_class_score(setup, combine: str) -> None:
 
 def test_top_contributor_is_the_largest_dense_product(setup) -> None:
     space, prompts, images = setup
-    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts)
+    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts, combine="mean")
     image_rel = dense_relative(images[:1], space.anchors_.image_embeddings, 60, 4.0)[0]
     prompt_rel = dense_relative(prompts.reshape(15, 12), space.anchors_.text_embeddings, 60, 4.0)
     class_vectors = prompt_rel.reshape(5, 3, -1).mean(axis=1)
@@ -57,7 +57,7 @@ def test_top_contributor_is_the_largest_dense_product(setup) -> None:
 
 def test_removing_the_top_anchors_lowers_the_score(setup) -> None:
     space, prompts, images = setup
-    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts)
+    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts, combine="mean")
     explanation = clf.explain(images[0], top=5)
     label = explanation.label
     column = list(clf.classes_).index(label)
@@ -73,7 +73,7 @@ def test_removing_the_top_anchors_lowers_the_score(setup) -> None:
 
 def test_against_explains_the_margin(setup) -> None:
     space, prompts, images = setup
-    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts)
+    clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=prompts, combine="mean")
     scores = clf.decision_function(images[:1])[0]
     predicted = clf.predict(images[:1])[0]
     other = next(c for c in clf.classes_ if c != predicted)

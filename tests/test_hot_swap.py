@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 
 import asif.index
+import asif.topk
 from asif import AnchorSet, RelativeSpace
 from asif.index import AnchorIndex
 from tests.reference import dense_relative
 
 
-@pytest.fixture
-def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Segments of 32 rows, so small sets exercise multi-segment search, merging, compaction."""
+@pytest.fixture(params=["faiss-per-segment", "streaming"])
+def small_segments(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Segments of 32 rows, so small sets exercise multi-segment search, merging, compaction;
+    searched both ways exact search can run (FAISS per segment, asif.topk streaming)."""
     monkeypatch.setattr(asif.index, "SEGMENT_ROWS", 32)
+    if request.param == "streaming":
+        monkeypatch.setattr(asif.index, "_STREAM_MIN_ROWS", 0)
+        monkeypatch.setattr(asif.topk, "SAMPLE", 8)
 
 
 def _anchors(n: int, seed: int, first_id: int = 0) -> AnchorSet:
@@ -49,7 +54,7 @@ def test_concurrent_predict_sees_one_set_or_the_other() -> None:
     rng = np.random.default_rng(0)
     a, b = _anchors(400, seed=1), _anchors(250, seed=2)
     queries = rng.normal(size=(20, 24))
-    space = RelativeSpace(k=20).set_anchors(a)
+    space = RelativeSpace(hubness=0, p=8, k=20).set_anchors(a)
     clf = space.zero_shot_classifier(list("abcde"), prompt_embeddings=rng.normal(size=(5, 2, 12)))
     expected_a = clf.decision_function(queries)
     space.set_anchors(b)
@@ -86,7 +91,7 @@ def test_concurrent_predict_sees_one_set_or_the_other() -> None:
 
 def test_remove_then_add_keeps_ids_stable_and_results_exact(small_segments: None) -> None:
     anchors = _anchors(300, seed=3)
-    space = RelativeSpace(k=15).set_anchors(anchors)
+    space = RelativeSpace(hubness=0, p=8, k=15).set_anchors(anchors)
     rng = np.random.default_rng(4)
     removed = rng.choice(anchors.ids, size=40, replace=False)
     space.remove_anchors(removed)
@@ -112,7 +117,7 @@ def test_remove_then_add_keeps_ids_stable_and_results_exact(small_segments: None
 
 def test_heavy_removal_compacts_segments_and_stays_exact(small_segments: None) -> None:
     anchors = _anchors(200, seed=6)
-    space = RelativeSpace(k=15).set_anchors(anchors)
+    space = RelativeSpace(hubness=0, p=8, k=15).set_anchors(anchors)
     removed = np.arange(10, 150)  # whole segments and most of others
     space.remove_anchors(removed)
     index = space._snapshot().image_index
@@ -121,7 +126,7 @@ def test_heavy_removal_compacts_segments_and_stays_exact(small_segments: None) -
 
 
 def test_many_small_adds_are_merged_and_stay_exact(small_segments: None) -> None:
-    space = RelativeSpace(k=15).set_anchors(_anchors(40, seed=7))
+    space = RelativeSpace(hubness=0, p=8, k=15).set_anchors(_anchors(40, seed=7))
     expected = _anchors(40, seed=7)
     for i in range(20):
         more = _anchors(3, seed=100 + i, first_id=space.next_id_)
@@ -135,7 +140,7 @@ def test_classifier_follows_add_and_remove() -> None:
     rng = np.random.default_rng(8)
     prompts = rng.normal(size=(4, 2, 12))
     queries = rng.normal(size=(10, 24))
-    space = RelativeSpace(k=10).set_anchors(_anchors(200, seed=9))
+    space = RelativeSpace(hubness=0, p=8, k=10).set_anchors(_anchors(200, seed=9))
     clf = space.zero_shot_classifier(list("abcd"), prompt_embeddings=prompts)
     for change in (
         lambda: space.remove_anchors(np.arange(0, 200, 3)),
@@ -149,7 +154,7 @@ def test_classifier_follows_add_and_remove() -> None:
 
 
 def test_unknown_or_bad_ids_are_clear_errors_and_change_nothing() -> None:
-    space = RelativeSpace(k=5).set_anchors(_anchors(20, seed=11))
+    space = RelativeSpace(hubness=0, p=8, k=5).set_anchors(_anchors(20, seed=11))
     state = space._snapshot()
     with pytest.raises(KeyError, match=r"unknown anchor ids: \[99\]"):
         space.remove_anchors([3, 99])
@@ -166,7 +171,7 @@ def test_unknown_or_bad_ids_are_clear_errors_and_change_nothing() -> None:
 
 
 def test_save_after_add_and_remove_round_trips(small_segments: None, tmp_path: Path) -> None:
-    space = RelativeSpace(k=15).set_anchors(_anchors(100, seed=13))
+    space = RelativeSpace(hubness=0, p=8, k=15).set_anchors(_anchors(100, seed=13))
     space.remove_anchors(np.arange(5, 60, 2)).add_anchors(_anchors(30, seed=14, first_id=1000))
     queries = np.random.default_rng(15).normal(size=(12, 24))
     before = space.transform_images(queries).toarray()
@@ -190,7 +195,9 @@ def test_anchor_index_is_immutable_and_copies_nothing() -> None:
 
 def test_approximate_index_rebuilds_on_add_and_remove() -> None:
     anchors = _anchors(120, seed=17)
-    space = RelativeSpace(k=15, index="IVF1,Flat").set_anchors(anchors)  # one list: exhaustive
+    space = RelativeSpace(hubness=0, p=8, k=15, index="IVF1,Flat").set_anchors(
+        anchors
+    )  # one list: exhaustive
     space.remove_anchors(np.arange(0, 30)).add_anchors(_anchors(10, seed=18, first_id=500))
     expected = anchors.select(np.arange(30, 120)).concat(_anchors(10, seed=18, first_id=500))
     assert space._snapshot().image_index._faiss is not None

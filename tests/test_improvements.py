@@ -70,7 +70,7 @@ def test_improvements_off_match_reference_and_relative_space(
     scores = Engine(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], setting)
     np.testing.assert_allclose(scores, _reference(data, k, p, combine), atol=1e-5)
 
-    space = RelativeSpace(k=k, p=p).set_anchors(_anchors(data))
+    space = RelativeSpace(k=k, p=p, hubness=0).set_anchors(_anchors(data))
     clf = space.zero_shot_classifier(
         list("abcd"), combine=combine, prompt_embeddings=data["prompts"]
     )  # type: ignore[arg-type]
@@ -95,6 +95,35 @@ def test_hub_weighting_matches_a_dense_reweighted_reference(data: dict[str, np.n
     expected = _reference(data, 60, 4.0, "max", image_w=wi, text_w=wt)
     np.testing.assert_allclose(scores, expected, atol=1e-5)
 
+    # RelativeSpace applies the same weights, to images and prompts alike.
+    space = RelativeSpace(k=60, p=4.0, hubness=0.5).set_anchors(_anchors(data))
+    clf = space.zero_shot_classifier(list("abcd"), prompt_embeddings=data["prompts"])
+    np.testing.assert_allclose(clf.decision_function(data["queries"]), expected, atol=1e-5)
+
+
+def test_hub_weights_follow_the_anchors(data: dict[str, np.ndarray]) -> None:
+    """After a swap the weights are those of the new anchors, not a stale cache."""
+    anchors = _anchors(data)
+    half = anchors.select(np.arange(len(anchors)) < len(anchors) // 2)
+    space = RelativeSpace(k=30, p=4.0).set_anchors(anchors)
+    space.transform_images(data["queries"])  # fills the cache for the full set
+    space.set_anchors(half)
+    fresh = RelativeSpace(k=30, p=4.0).set_anchors(half)
+    np.testing.assert_allclose(
+        space.transform_images(data["queries"]).toarray(),
+        fresh.transform_images(data["queries"]).toarray(),
+        atol=1e-6,
+    )
+    assert not np.allclose(
+        fresh.transform_images(data["queries"]).toarray(),
+        RelativeSpace(k=30, p=4.0, hubness=0)
+        .set_anchors(half)
+        .transform_images(data["queries"])
+        .toarray(),
+    )
+    with pytest.raises(ValueError, match="hubness"):
+        RelativeSpace(hubness=-1).set_anchors(half)
+
 
 def _dense_k_occurrence(x: np.ndarray, k: int) -> np.ndarray:
     cos = unit(x) @ unit(x).T
@@ -116,9 +145,9 @@ def test_sweeps_reuse_one_search_and_agree_with_fresh_engines(data: dict[str, np
 
 def test_transform_pieces() -> None:
     assert adaptive_k(1) == 1
-    assert adaptive_k(10**9) == 800
-    assert [adaptive_k(n) for n in (100, 2_195, 10_000)] == [10, 220, 800]
-    assert adaptive_k(100, fraction=20) == 5
+    assert adaptive_k(10**9) == 1600
+    assert [adaptive_k(n) for n in (100, 2_195, 10_000)] == [5, 110, 500]
+    assert adaptive_k(100, fraction=10) == 10
     with pytest.raises(ValueError, match="n_anchors"):
         adaptive_k(0)
     np.testing.assert_array_equal(hub_weights(np.array([3, 0, 9]), 0.0), [1.0, 1.0, 1.0])

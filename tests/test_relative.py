@@ -20,7 +20,7 @@ GRID = [
 
 
 def _space(images: np.ndarray, texts: np.ndarray, k: int, p: float) -> RelativeSpace:
-    return RelativeSpace(k=k, p=p).set_anchors(AnchorSet(images, texts))
+    return RelativeSpace(hubness=0, k=k, p=p).set_anchors(AnchorSet(images, texts))
 
 
 def _cosines(queries: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def test_chunked_search_equals_one_chunk() -> None:
     rng = np.random.default_rng(4)
     anchors = AnchorSet(rng.normal(size=(2000, 32)), rng.normal(size=(2000, 8)))
     queries = rng.normal(size=(1001, 32))
-    space = RelativeSpace(k=50, p=8).set_anchors(anchors)
+    space = RelativeSpace(hubness=0, k=50, p=8).set_anchors(anchors)
     whole = space.transform_images(queries)
     space._snapshot().image_index.query_batch = 97
     chunked = space.transform_images(queries)

@@ -41,7 +41,7 @@ def data() -> dict[str, np.ndarray]:
 @pytest.fixture
 def space(data) -> RelativeSpace:
     anchors = AnchorSet(data["anchor_images"], data["anchor_texts"], ids=np.arange(300) + 7)
-    return RelativeSpace(k=K, p=P).set_anchors(anchors)
+    return RelativeSpace(hubness=0, k=K, p=P).set_anchors(anchors)
 
 
 def _dense(space: RelativeSpace, x: np.ndarray, modality: str) -> np.ndarray:
@@ -127,7 +127,9 @@ def test_strings_need_an_explicit_modality_and_use_that_encoder(data) -> None:
     paths = {f"img_{i}.jpg": data["images"][i] for i in range(40)}
     text_encoder = _Lookup(texts, "fake-text")
     image_encoder = _Lookup(paths, "fake-image")
-    space = RelativeSpace(k=K, p=P, image_encoder=image_encoder, text_encoder=text_encoder)
+    space = RelativeSpace(
+        hubness=0, k=K, p=P, image_encoder=image_encoder, text_encoder=text_encoder
+    )
     space.set_anchors(AnchorSet(data["anchor_images"], data["anchor_texts"]))
 
     with pytest.raises(ValueError, match="modality='image' or"):
@@ -163,7 +165,7 @@ def test_modality_errors_name_the_fix(space, data) -> None:
         space.search(np.ones((2, 5)), gallery)
     with pytest.raises(ValueError, match="must be 'image' or 'text'"):
         space.search(data["images"], gallery, query_modality="audio")  # type: ignore[arg-type]
-    square = RelativeSpace(k=5).set_anchors(AnchorSet(np.eye(8), np.eye(8)))
+    square = RelativeSpace(hubness=0, k=5).set_anchors(AnchorSet(np.eye(8), np.eye(8)))
     with pytest.raises(ValueError, match="fit both"):
         square.index_gallery(np.eye(8))
     with pytest.raises(ValueError, match="top_k"):
@@ -185,7 +187,7 @@ def test_relative_vectors_and_galleries_can_be_queries(space, data) -> None:
 def test_large_gallery_in_chunks_matches_one_block() -> None:
     rng = np.random.default_rng(5)
     n_anchors, n_gallery = 2000, 20000
-    space = RelativeSpace(k=40, p=8).set_anchors(
+    space = RelativeSpace(hubness=0, k=40, p=8).set_anchors(
         AnchorSet(rng.normal(size=(n_anchors, 16)), rng.normal(size=(n_anchors, 8)))
     )
     gallery = space.index_gallery(rng.normal(size=(n_gallery, 8)).astype(np.float32))

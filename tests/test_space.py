@@ -21,7 +21,7 @@ def data() -> dict[str, np.ndarray]:
 
 
 def _space(data: dict[str, np.ndarray], k: int = 40, p: float = 8.0) -> RelativeSpace:
-    return RelativeSpace(k=k, p=p).set_anchors(AnchorSet(data["images"], data["texts"]))
+    return RelativeSpace(hubness=0, k=k, p=p).set_anchors(AnchorSet(data["images"], data["texts"]))
 
 
 @pytest.mark.parametrize("combine", ["mean", "max"])
@@ -47,7 +47,9 @@ def test_zero_shot_matches_reference_argmax(data: dict[str, np.ndarray], combine
 
 def test_mean_and_max_differ_somewhere(data: dict[str, np.ndarray]) -> None:
     space = _space(data)
-    mean = space.zero_shot_classifier(list("abcdef"), prompt_embeddings=data["prompts"])
+    mean = space.zero_shot_classifier(
+        list("abcdef"), combine="mean", prompt_embeddings=data["prompts"]
+    )
     best = space.zero_shot_classifier(
         list("abcdef"), combine="max", prompt_embeddings=data["prompts"]
     )
@@ -149,7 +151,7 @@ def test_wrong_query_dimension(data: dict[str, np.ndarray]) -> None:
 def test_bad_k_and_p_are_reported_at_set_anchors(data: dict[str, np.ndarray]) -> None:
     anchors = AnchorSet(data["images"], data["texts"])
     with pytest.raises(ValueError, match="k must be an integer >= 1"):
-        RelativeSpace(k=0).set_anchors(anchors)
+        RelativeSpace(hubness=0, k=0).set_anchors(anchors)
     with pytest.raises(ValueError, match="p must be > 0"):
         RelativeSpace(p=0).set_anchors(anchors)
     with pytest.raises(ValueError, match="p must be"):
