@@ -40,10 +40,10 @@ __all__ = ["SEGMENT_ROWS", "AnchorIndex", "auto_factory", "gpu_available"]
 
 DEFAULT_QUERY_BATCH = 4096
 SEGMENT_ROWS = 1 << 16
+"""Rows per segment: the unit of search, of removal bookkeeping and of compaction."""
 _STREAM_MIN_ROWS = 1 << 16
 """From this many anchors on, exact search streams over the segments (asif.topk); below, FAISS
 searches each segment (faster where the anchors fit in a few segments)."""
-"""Rows per segment: the unit of search, of removal bookkeeping and of compaction."""
 _SMALL_SEGMENTS = 8
 """More than this many segments under ``SEGMENT_ROWS / 2`` rows are merged after an add."""
 _COMPACT_FRACTION = 8

@@ -469,9 +469,7 @@ class RelativeSpace:
         return sp.csr_array(sp.vstack(parts, format="csr"))
 
     def _hub_weights(self, state: _State, modality: Modality, k: int) -> np.ndarray | None:
-        alpha = float(self.hubness)
-        if alpha < 0:
-            raise ValueError(f"hubness must be >= 0 (0 turns hub weights off), got {alpha!r}.")
+        alpha = float(self.hubness)  # validated by set_anchors; hub_weights rejects alpha < 0
         if alpha == 0:
             return None
         key = (modality, k)

@@ -46,10 +46,11 @@ def adaptive_k(n_anchors: int, *, fraction: int = _K_FRACTION, k_max: int = _K_M
 
     One anchor in twenty, up to 1,600 (reached at N = 32,000). Chosen on held-out data (the even
     half of each CIFAR-10 class, texture-shape edges, flickr8k dev retrieval) with flickr8k
-    anchors, together with p = 3.5 and hub weights (``asif.evaluate.DEFAULT``): at N = 35,455,
-    k = 1,600 beat 800, 1,200, 2,000 and 2,400; on random subsets of N = 1,000 ... 20,000,
-    N / 20 was as good as or better than N / 10 and N / 25 (``benchmarks/bench_zeroshot.py``
-    reports the curve on the other half).
+    anchors, together with p = 3.5 and hub weights (``asif.evaluate.DEFAULT``). At N = 35,455,
+    k = 1,600 was best or within 0.1 points of the best of 800 ... 2,400 at p = 3, 3.5 and 4.
+    On random subsets (p = 3, hub weights), N / 20 was best at N = 5,000 and 10,000, N / 10 at
+    N <= 2,000 (by up to 1.1 points) and N / 25 at 20,000 (by 0.5): N / 20 is the compromise
+    (``benchmarks/bench_zeroshot.py`` reports the curve on the other half).
 
     Example:
         >>> adaptive_k(100), adaptive_k(2_195), adaptive_k(35_455)
