@@ -1,0 +1,310 @@
+"""Anchor indexes built block by block, for anchor sets too large to hold as float32 vectors.
+
+Ten million anchors of dimension 1280 take 51 GB as float32: more than this machine's memory,
+so they can be neither kept nor handed to FAISS at once. A :class:`CompressedIndex` is trained
+on a sample, then takes the anchors one block at a time and keeps only their compressed codes
+(1 byte per dimension with ``SQ8``, ``m`` bytes with ``PQm``), never the vectors: the blocks can
+come from a generator that reads or encodes them lazily.
+
+An optional projection to ``dims`` dimensions comes first. It is *uncentred*: the top
+eigenvectors of the second-moment matrix ``X^T X`` of the sample, the projection that keeps
+inner products best. FAISS's ``PCA`` subtracts the mean, and ``<x - m, y - m>`` ranks the
+anchors ``y`` of a query ``x`` by ``<x, y> - <m, y>``: a different top-k for inner-product
+search.
+
+Search has the interface of :class:`asif.index.AnchorIndex` (``n``, ``d``, ``search``,
+``iter_search``), so the relative layer runs on it unchanged; recall against exact search and
+throughput at 10M anchors are measured in ``benchmarks/bench_10m.py``.
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((2000, 32)).astype(np.float32)
+    >>> x /= np.linalg.norm(x, axis=1, keepdims=True)
+    >>> index = CompressedIndex.build([x[:1000], x[1000:]], "IVF16,SQ8;nprobe=16", dims=24)
+    >>> index.n, index.d, index.dims
+    (2000, 32, 24)
+    >>> index.search(x[:3], k=1)[1].ravel().tolist()
+    [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from asif.index import DEFAULT_QUERY_BATCH, gpu_available
+
+__all__ = ["CompressedIndex", "uncentred_projection"]
+
+TRAIN_ROWS = 1 << 18
+"""Rows ``build`` trains on by default (FAISS wants at least 39 per inverted list)."""
+
+
+def uncentred_projection(sample: np.ndarray, dims: int) -> np.ndarray:
+    """The (dims, d) projection onto the top eigenvectors of ``sample.T @ sample``.
+
+    ``<P x, P y>`` is the best rank-``dims`` approximation of ``<x, y>`` over the sample.
+
+    Example:
+        >>> x = np.array([[3.0, 0.0, 0.1], [0.0, 2.0, 0.1]], np.float32)
+        >>> uncentred_projection(x, 1).shape
+        (1, 3)
+        >>> [round(abs(float(v)), 2) for v in uncentred_projection(x, 1)[0]]
+        [1.0, 0.0, 0.03]
+    """
+    sample = np.asarray(sample, dtype=np.float64)
+    if not 1 <= dims <= sample.shape[1]:
+        raise ValueError(f"dims must lie in [1, {sample.shape[1]}], got {dims}.")
+    _, vectors = np.linalg.eigh(sample.T @ sample)
+    return np.ascontiguousarray(vectors[:, ::-1][:, :dims].T, dtype=np.float32)
+
+
+class CompressedIndex:
+    """A FAISS index trained on a sample of anchors, filled one block at a time.
+
+    Args:
+        sample: (m, d) L2-normalised anchor vectors to train on (they are not added).
+        factory: a ``faiss.index_factory`` string for the (projected) vectors, optionally
+            followed by ``";"`` and search parameters, e.g. ``"IVF4096_HNSW32,SQ8;nprobe=64"``.
+        dims: project to this many dimensions first (:func:`uncentred_projection`), or None.
+        refine: a factory string for codes of the full, unprojected vectors (``"SQ8"``: 1 byte
+            per dimension) that re-score the candidates found through ``factory``; how many
+            candidates per result is the search parameter ``k_factor_rf`` (default 1).
+        gpu: ``"auto"`` searches on all GPUs when FAISS has them, ``True`` requires them,
+            ``False`` never. Training and adding run on the CPU; with ``refine``, so does
+            search (FAISS has no GPU refine stage).
+        query_batch: queries searched per chunk.
+    """
+
+    def __init__(
+        self,
+        sample: np.ndarray,
+        factory: str,
+        *,
+        dims: int | None = None,
+        refine: str | None = None,
+        gpu: bool | str = "auto",
+        query_batch: int = DEFAULT_QUERY_BATCH,
+    ) -> None:
+        sample = _rows(sample, None, "training sample")
+        if gpu not in ("auto", True, False):
+            raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
+        if gpu is True and not gpu_available():
+            raise RuntimeError(
+                "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
+                "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
+            )
+        self.factory_, self.d, self.dims, self.refine = factory, sample.shape[1], dims, refine
+        self.query_batch = int(query_batch)
+        if gpu is True and refine is not None:
+            raise ValueError("gpu=True cannot be combined with refine: pass gpu='auto' or False.")
+        self.on_gpu = gpu is not False and gpu_available() and refine is None
+        spec, _, self._params = factory.partition(";")
+        index = inner = _factory(dims or self.d, spec)
+        parts: list[object] = [inner]  # FAISS does not own the parts: keep them alive here
+        if dims is not None:
+            transform = faiss.LinearTransform(self.d, dims, False)
+            faiss.copy_array_to_vector(uncentred_projection(sample, dims).ravel(), transform.A)
+            transform.is_trained = True
+            index = faiss.IndexPreTransform(transform, inner)
+            parts += [transform, index]
+        if refine is not None:
+            codes = _factory(self.d, refine)
+            index = faiss.IndexRefine(index, codes)
+            parts += [codes, index]
+        self._parts = parts
+        index.train(sample)
+        self._index = index
+        self._set_params(index, on_gpu=False)
+        self._search_index: faiss.Index | None = None
+
+    @classmethod
+    def build(
+        cls,
+        blocks: Iterable[np.ndarray],
+        factory: str,
+        *,
+        dims: int | None = None,
+        refine: str | None = None,
+        train_rows: int = TRAIN_ROWS,
+        gpu: bool | str = "auto",
+        show_progress_bar: bool = False,
+        total: int | None = None,
+    ) -> CompressedIndex:
+        """Train on the first ``train_rows`` rows of ``blocks``, then add every block.
+
+        The training rows are added too, in order, so position ``i`` is the ``i``-th row of the
+        concatenated blocks. Memory: the sample, one block and the codes. ``total``: the
+        number of blocks, for the progress bar.
+        """
+        blocks = iter(blocks)
+        head: list[np.ndarray] = []
+        rows = 0
+        for block in blocks:
+            head.append(_rows(block, None, "anchor block"))
+            rows += head[-1].shape[0]
+            if rows >= train_rows:
+                break
+        if not head:
+            raise ValueError("no anchor blocks to build an index from.")
+        index = cls(np.concatenate(head)[:train_rows], factory, dims=dims, refine=refine, gpu=gpu)
+        bar = tqdm(
+            total=total, desc="adding anchor blocks", unit="block", disable=not show_progress_bar
+        )
+        for block in _chain(head, blocks):
+            index.add(block)
+            bar.update()
+        bar.close()
+        return index
+
+    @classmethod
+    def load(cls, path: str | Path, *, gpu: bool | str = "auto") -> CompressedIndex:
+        """Read an index written by :meth:`save` (a FAISS index file and a JSON file; no pickle)."""
+        path = Path(path)
+        meta = json.loads(_meta_path(path).read_text())
+        new = object.__new__(cls)
+        new._index = faiss.read_index(str(path))
+        new.factory_, new.dims, new.refine = meta["factory"], meta["dims"], meta["refine"]
+        new.d = new._index.d
+        new.query_batch = DEFAULT_QUERY_BATCH
+        new.on_gpu = gpu is not False and gpu_available() and new.refine is None
+        new._params = new.factory_.partition(";")[2]
+        new._set_params(new._index, on_gpu=False)
+        new._search_index = None
+        return new
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to ``path`` (``faiss.write_index``) and ``path.json`` beside it.
+
+        Both are written to temporary files first, so a failed save leaves any previous
+        index at ``path`` intact.
+        """
+        path = Path(path)
+        meta = json.dumps(
+            {"factory": self.factory_, "dims": self.dims, "refine": self.refine, "n": self.n}
+        )
+        tmp_index, tmp_meta = (
+            path.with_name(path.name + ".tmp"),
+            path.with_name(path.name + ".json.tmp"),
+        )
+        faiss.write_index(self._index, str(tmp_index))
+        tmp_meta.write_text(meta)
+        os.replace(tmp_index, path)
+        os.replace(tmp_meta, _meta_path(path))
+
+    def __repr__(self) -> str:
+        where = "gpu" if self.on_gpu else "cpu"
+        return (
+            f"CompressedIndex(n={self.n}, d={self.d}, dims={self.dims}, {self.factory_!r}, "
+            f"refine={self.refine!r}, {where})"
+        )
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes held by the anchors' codes and ids (the index's memory, less small tables)."""
+        total, index = 0, self._index
+        if isinstance(index, faiss.IndexRefine):
+            total += index.ntotal * faiss.downcast_index(index.refine_index).code_size
+            index = faiss.downcast_index(index.base_index)
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:
+            return total + ivf.ntotal * (ivf.code_size + 8)
+        if isinstance(index, faiss.IndexPreTransform):
+            index = faiss.downcast_index(index.index)
+        return total + index.ntotal * getattr(index, "code_size", 4 * index.d)
+
+    @property
+    def n(self) -> int:
+        """Anchors added so far."""
+        return int(self._index.ntotal)
+
+    def reserve(self, n: int) -> None:
+        """Allocate the re-scoring codes of ``n`` anchors at once (zero-filled, so resident).
+
+        Without it they grow by doubling, and each doubling briefly holds the old and the new
+        copy: at 10M anchors that is gigabytes more than the final index.
+        """
+        if not isinstance(self._index, faiss.IndexRefine):
+            return
+        refine = faiss.downcast_index(self._index.refine_index)
+        if hasattr(refine, "codes"):
+            size = refine.codes.size()
+            refine.codes.resize(max(size, int(n) * refine.code_size))
+            refine.codes.resize(size)
+
+    def add(self, block: np.ndarray) -> None:
+        """Append a block of L2-normalised anchors (positions ``n..n+m-1``), in place."""
+        self._index.add(_rows(block, self.d, "anchor block"))
+        self._search_index = None
+
+    def iter_search(self, queries: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(cosines, indices)`` for consecutive chunks of ``queries``; ``k = min(k, N)``.
+
+        The cosines are those of the compressed (and projected) anchors: approximations.
+        """
+        if self.n == 0:
+            raise ValueError("the index holds no anchors yet: add blocks first.")
+        queries = _rows(queries, self.d, "queries", normalised=False)
+        index = self._searcher()
+        k = min(int(k), self.n)
+        for start in range(0, queries.shape[0], self.query_batch):
+            yield index.search(queries[start : start + self.query_batch], k)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (approximate) cosines and anchor indices, each (n, min(k, N)), best first."""
+        parts = list(self.iter_search(queries, k))
+        if not parts:
+            k = min(int(k), self.n)
+            return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+        return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
+
+    def _searcher(self) -> faiss.Index:
+        if not self.on_gpu:
+            return self._index
+        if self._search_index is None:
+            self._search_index = faiss.index_cpu_to_all_gpus(self._index)
+            self._set_params(self._search_index, on_gpu=True)
+        return self._search_index
+
+    def _set_params(self, index: faiss.Index, *, on_gpu: bool) -> None:
+        if not self._params:
+            return
+        space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
+        try:
+            space.set_index_parameters(index, self._params)
+        except RuntimeError as error:
+            raise ValueError(
+                f"FAISS cannot set {self._params!r} on {self.factory_!r}: {error}"
+            ) from error
+
+
+def _factory(d: int, spec: str) -> faiss.Index:
+    try:
+        return faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        raise ValueError(f"FAISS cannot build index {spec!r}: {error}") from error
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _chain(head: list[np.ndarray], rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield from head
+    yield from rest
+
+
+def _rows(x: np.ndarray, d: int | None, what: str, *, normalised: bool = True) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0 or (d is not None and x.shape[1] != d):
+        want = f"(m, {d})" if d is not None else "(m, d), m >= 1"
+        raise ValueError(f"{what} must have shape {want}, got {x.shape}.")
+    if normalised and not np.isfinite(x).all():
+        raise ValueError(f"{what} has NaN or infinite values.")
+    return x
