@@ -103,7 +103,7 @@ class AnchorIndex:
             (memory-mapped ones included) are used in place, without a copy, for exact search;
             other dtypes (float16) are converted to float32 once.
         factory: ``"Flat"`` for exact search, ``"auto"`` (``auto_factory``: exact up to 2M
-            anchors, then IVF, IVF-SQ8 or OPQ-IVF-PQ within a memory budget), or any
+            anchors, then IVF-HNSW with Flat, SQ8 or OPQ-PQ codes within a memory budget), or any
             ``faiss.index_factory`` string (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``), optionally
             followed by ``";"`` and FAISS search parameters (``"IVF1024,Flat;nprobe=64"``,
             ``"HNSW32;efSearch=1024"``); approximate indexes are trained on ``vectors``
@@ -414,11 +414,16 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def auto_factory(n: int, d: int, memory_budget: float | None = None) -> str:
     """The index ``factory="auto"`` builds for ``n`` anchors of dimension ``d``.
 
-    Exact search (``"Flat"``) while ``n <= 2M`` and the float32 vectors fit the budget; then an
-    inverted file over float32 (``IVF``), over 1 byte per dimension (``SQ8``), or over
-    ``n * m`` bytes of product-quantised codes (``OPQ``/``PQ``), whichever is the first to fit.
-    ``nprobe`` visits 1/16 of the lists (at least 32). The recall this gives at k = 800 has
-    not been measured at these sizes yet; pass an explicit string to tune it.
+    Exact search (``"Flat"``) while ``n <= 2M`` and the float32 vectors fit the budget. Then an
+    inverted file of about ``sqrt(n)`` lists whose coarse quantiser is an HNSW graph (assigning
+    an anchor to its list costs a graph walk, not ``nlist * d`` flops), over float32 codes
+    (``Flat``), 1 byte per dimension (``SQ8``) or ``n * m`` bytes of product-quantised codes
+    (``OPQ``/``PQ``), whichever is the first to fit; ``nprobe`` visits 1/16 of the lists.
+
+    ``benchmarks/bench_10m.py`` measured the ``SQ8`` choice's family at 10M anchors
+    (``IVF4096_HNSW32,SQ8``, through :class:`asif.compressed.CompressedIndex`): at k = 800
+    recall is far from exact search, so pass an explicit string, or an exact index, where
+    recall matters more than memory.
 
     Args:
         n: number of anchors.
@@ -428,19 +433,19 @@ def auto_factory(n: int, d: int, memory_budget: float | None = None) -> str:
     Example:
         >>> auto_factory(100_000, 384)
         'Flat'
-        >>> auto_factory(10_000_000, 1280, memory_budget=4e9)
-        'OPQ128,IVF16384,PQ128;nprobe=1024'
+        >>> auto_factory(10_000_000, 384, memory_budget=8e9)
+        'IVF4096_HNSW32,SQ8;nprobe=256'
     """
     if memory_budget is None:
         memory_budget = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if n <= 2_000_000 and n * d * 4 <= memory_budget:
         return "Flat"
-    nlist = int(min(65536, max(256, 2 ** round(np.log2(4 * np.sqrt(n))))))
-    probe = f";nprobe={max(32, nlist // 16)}"
-    if n * d * 4 <= memory_budget:
-        return f"IVF{nlist},Flat{probe}"
-    if n * d <= memory_budget:
-        return f"IVF{nlist},SQ8{probe}"
+    nlist = int(min(16384, max(256, 2 ** round(np.log2(np.sqrt(n))))))
+    coarse, probe = f"IVF{nlist}_HNSW32", f";nprobe={nlist // 16}"
+    if n * (d * 4 + 8) <= memory_budget:
+        return f"{coarse},Flat{probe}"
+    if n * (d + 8) <= memory_budget:
+        return f"{coarse},SQ8{probe}"
     fitting = [
         m for m in (128, 96, 64, 48, 32, 16, 8) if d % m == 0 and n * (m + 8) <= memory_budget
     ]
@@ -450,7 +455,7 @@ def auto_factory(n: int, d: int, memory_budget: float | None = None) -> str:
             "raise memory_budget or pass an explicit factory string."
         )
     m = fitting[0]
-    return f"OPQ{m},IVF{nlist},PQ{m}{probe}"
+    return f"OPQ{m},{coarse},PQ{m}{probe}"
 
 
 def _build_faiss_index(vectors: np.ndarray, factory: str, on_gpu: bool) -> faiss.Index:

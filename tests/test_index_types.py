@@ -43,6 +43,7 @@ def test_exhaustive_indexes_equal_exact(clustered, factory: str) -> None:
         ("IVF64,Flat;nprobe=16", 0.8),
         ("HNSW32;efSearch=256", 0.9),
         ("IVF64,SQ8;nprobe=64", 0.9),
+        ("IVF16_HNSW16,SQ8;nprobe=16", 0.9),  # auto_factory's family above 2M anchors
         ("IVF32,PQ16x4;nprobe=32", 0.5),
     ],
 )
@@ -62,9 +63,10 @@ def test_auto_is_exact_for_small_sets(clustered) -> None:
 
 def test_auto_factory_by_size_and_budget() -> None:
     assert auto_factory(1_000_000, 1280, memory_budget=16e9) == "Flat"
-    assert auto_factory(4_000_000, 384, memory_budget=16e9).startswith("IVF8192,Flat;")
-    assert auto_factory(10_000_000, 384, memory_budget=8e9).startswith("IVF16384,SQ8;")
-    assert auto_factory(10_000_000, 1280, memory_budget=8e9).startswith("OPQ128,IVF16384,PQ128;")
+    assert auto_factory(4_000_000, 384, memory_budget=16e9) == "IVF2048_HNSW32,Flat;nprobe=128"
+    assert auto_factory(10_000_000, 384, memory_budget=8e9) == "IVF4096_HNSW32,SQ8;nprobe=256"
+    assert auto_factory(10_000_000, 1280, memory_budget=8e9).startswith("OPQ128,IVF4096_HNSW32,")
+    assert auto_factory(10**9, 384, memory_budget=1e12).startswith("IVF16384_HNSW32,SQ8;")
     with pytest.raises(ValueError, match="fits"):
         auto_factory(10_000_000, 1280, memory_budget=1e6)
 
