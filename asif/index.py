@@ -22,6 +22,9 @@ on the old index is never disturbed. Queries are searched in chunks so memory st
 Any other ``faiss.index_factory`` string (and ``gpu=True``/``"auto"`` where FAISS has GPUs) builds
 a FAISS index over a copy of the vectors; ``with_added``/``without`` then rebuild that index.
 Asking for a GPU that is not there is an error, never a silent fallback.
+
+Anchor sets too large to hold as float32 (10M image anchors take 51 GB) go to
+:class:`asif.compressed.CompressedIndex` instead, built block by block.
 """
 
 from __future__ import annotations
