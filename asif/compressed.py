@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -38,7 +39,13 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from asif.index import DEFAULT_QUERY_BATCH, gpu_available
+from asif.index import (
+    DEFAULT_QUERY_BATCH,
+    concatenate_chunks,
+    faiss_index,
+    resolve_gpu,
+    set_search_params,
+)
 
 __all__ = ["CompressedIndex", "uncentred_projection"]
 
@@ -93,20 +100,13 @@ class CompressedIndex:
         query_batch: int = DEFAULT_QUERY_BATCH,
     ) -> None:
         sample = _rows(sample, None, "training sample")
-        if gpu not in ("auto", True, False):
-            raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
-        if gpu is True and not gpu_available():
-            raise RuntimeError(
-                "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
-                "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
-            )
-        self.factory_, self.d, self.dims, self.refine = factory, sample.shape[1], dims, refine
-        self.query_batch = int(query_batch)
         if gpu is True and refine is not None:
             raise ValueError("gpu=True cannot be combined with refine: pass gpu='auto' or False.")
-        self.on_gpu = gpu is not False and gpu_available() and refine is None
-        spec, _, self._params = factory.partition(";")
-        index = inner = _factory(dims or self.d, spec)
+        self.on_gpu = resolve_gpu(gpu) and refine is None
+        self.factory_, self.d, self.dims, self.refine = factory, sample.shape[1], dims, refine
+        self.query_batch = int(query_batch)
+        spec = factory.partition(";")[0]
+        index = inner = faiss_index(dims or self.d, spec)
         parts: list[object] = [inner]  # FAISS does not own the parts: keep them alive here
         if dims is not None:
             transform = faiss.LinearTransform(self.d, dims, False)
@@ -115,14 +115,14 @@ class CompressedIndex:
             index = faiss.IndexPreTransform(transform, inner)
             parts += [transform, index]
         if refine is not None:
-            codes = _factory(self.d, refine)
+            codes = faiss_index(self.d, refine)
             index = faiss.IndexRefine(index, codes)
             parts += [codes, index]
         self._parts = parts
         index.train(sample)
         self._index = index
-        self._set_params(index, on_gpu=False)
         self._search_index: faiss.Index | None = None
+        self._apply_params()
 
     @classmethod
     def build(
@@ -157,7 +157,7 @@ class CompressedIndex:
         bar = tqdm(
             total=total, desc="adding anchor blocks", unit="block", disable=not show_progress_bar
         )
-        for block in _chain(head, blocks):
+        for block in itertools.chain(head, blocks):
             index.add(block)
             bar.update()
         bar.close()
@@ -173,10 +173,9 @@ class CompressedIndex:
         new.factory_, new.dims, new.refine = meta["factory"], meta["dims"], meta["refine"]
         new.d = new._index.d
         new.query_batch = DEFAULT_QUERY_BATCH
-        new.on_gpu = gpu is not False and gpu_available() and new.refine is None
-        new._params = new.factory_.partition(";")[2]
-        new._set_params(new._index, on_gpu=False)
+        new.on_gpu = resolve_gpu(gpu) and new.refine is None
         new._search_index = None
+        new._apply_params()
         return new
 
     def save(self, path: str | Path) -> None:
@@ -258,46 +257,40 @@ class CompressedIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (approximate) cosines and anchor indices, each (n, min(k, N)), best first."""
-        parts = list(self.iter_search(queries, k))
-        if not parts:
-            k = min(int(k), self.n)
-            return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-        return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
+        return concatenate_chunks(self.iter_search(queries, k), min(int(k), self.n))
+
+    def set_search_params(self, params: str) -> None:
+        """Replace the search parameters, e.g. ``"nprobe=256,k_factor_rf=4"``.
+
+        Example:
+            >>> x = np.eye(4, dtype=np.float32)
+            >>> index = CompressedIndex.build([x], "IVF2,Flat", gpu=False)
+            >>> index.set_search_params("nprobe=2")
+            >>> index.factory_
+            'IVF2,Flat;nprobe=2'
+        """
+        self.factory_ = self.factory_.partition(";")[0] + (f";{params}" if params else "")
+        self._search_index = None
+        self._apply_params()
 
     def _searcher(self) -> faiss.Index:
         if not self.on_gpu:
             return self._index
         if self._search_index is None:
             self._search_index = faiss.index_cpu_to_all_gpus(self._index)
-            self._set_params(self._search_index, on_gpu=True)
+            self._apply_params()
         return self._search_index
 
-    def _set_params(self, index: faiss.Index, *, on_gpu: bool) -> None:
-        if not self._params:
-            return
-        space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
-        try:
-            space.set_index_parameters(index, self._params)
-        except RuntimeError as error:
-            raise ValueError(
-                f"FAISS cannot set {self._params!r} on {self.factory_!r}: {error}"
-            ) from error
-
-
-def _factory(d: int, spec: str) -> faiss.Index:
-    try:
-        return faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as error:
-        raise ValueError(f"FAISS cannot build index {spec!r}: {error}") from error
+    def _apply_params(self) -> None:
+        """Set the factory string's search parameters on the index (and its GPU copy)."""
+        spec, _, params = self.factory_.partition(";")
+        set_search_params(self._index, params, on_gpu=False, factory=spec)
+        if self._search_index is not None:
+            set_search_params(self._search_index, params, on_gpu=True, factory=spec)
 
 
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
-
-
-def _chain(head: list[np.ndarray], rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield from head
-    yield from rest
 
 
 def _rows(x: np.ndarray, d: int | None, what: str, *, normalised: bool = True) -> np.ndarray:

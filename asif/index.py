@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import faiss
@@ -136,19 +136,12 @@ class AnchorIndex:
             raise ValueError(
                 f"anchor vectors must be a non-empty (N, d) array, got {vectors.shape}."
             )
-        if gpu not in ("auto", True, False):
-            raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
         if query_batch < 1:
             raise ValueError(f"query_batch must be >= 1, got {query_batch}.")
-        if gpu is True and not gpu_available():
-            raise RuntimeError(
-                "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
-                "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
-            )
         self.factory = factory
         self.gpu = gpu
         self.query_batch = int(query_batch)
-        self.on_gpu = gpu is not False and gpu_available()
+        self.on_gpu = resolve_gpu(gpu)
         segments = tuple(
             _Segment(vectors[start : start + SEGMENT_ROWS])
             for start in range(0, vectors.shape[0], SEGMENT_ROWS)
@@ -280,11 +273,7 @@ class AnchorIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k cosines and anchor indices, each of shape (n, min(k, N)), best first."""
-        parts = list(self.iter_search(queries, k))
-        if not parts:
-            k = min(int(k), self.n)
-            return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-        return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])
+        return concatenate_chunks(self.iter_search(queries, k), min(int(k), self.n))
 
     def _search_segments(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.n_stored >= _STREAM_MIN_ROWS:
@@ -464,23 +453,56 @@ def auto_factory(n: int, d: int, memory_budget: float | None = None) -> str:
 def _build_faiss_index(vectors: np.ndarray, factory: str, on_gpu: bool) -> faiss.Index:
     d = vectors.shape[1]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    factory, _, params = factory.partition(";")
-    if factory == "Flat":
+    spec, _, params = factory.partition(";")
+    if spec == "Flat":
         index = faiss.IndexFlatIP(d)
     else:
-        try:
-            index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as error:
-            raise ValueError(f"FAISS cannot build index {factory!r}: {error}") from error
+        index = faiss_index(d, spec)
         if not index.is_trained:
             index.train(vectors)
     index.add(vectors)
     if on_gpu:
         index = faiss.index_cpu_to_all_gpus(index)
-    if params:
-        space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
-        try:
-            space.set_index_parameters(index, params)
-        except RuntimeError as error:
-            raise ValueError(f"FAISS cannot set {params!r} on {factory!r}: {error}") from error
+    set_search_params(index, params, on_gpu=on_gpu, factory=spec)
     return index
+
+
+def resolve_gpu(gpu: bool | str) -> bool:
+    """Check a ``gpu`` argument (``"auto"``, True, False); True when search runs on GPUs."""
+    if gpu not in ("auto", True, False):
+        raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
+    if gpu is True and not gpu_available():
+        raise RuntimeError(
+            "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
+            "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
+        )
+    return gpu is not False and gpu_available()
+
+
+def faiss_index(d: int, spec: str) -> faiss.Index:
+    """``faiss.index_factory(d, spec)`` for inner products; a bad string is a ValueError."""
+    try:
+        return faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        raise ValueError(f"FAISS cannot build index {spec!r}: {error}") from error
+
+
+def set_search_params(index: faiss.Index, params: str, *, on_gpu: bool, factory: str) -> None:
+    """Apply FAISS search parameters (``"nprobe=64,efSearch=128"``); a bad one is a ValueError."""
+    if not params:
+        return
+    space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
+    try:
+        space.set_index_parameters(index, params)
+    except RuntimeError as error:
+        raise ValueError(f"FAISS cannot set {params!r} on {factory!r}: {error}") from error
+
+
+def concatenate_chunks(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(cosines, indices)`` pair from the per-chunk pairs of an ``iter_search``."""
+    parts = list(chunks)
+    if not parts:
+        return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
+    return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])

@@ -40,9 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import numpy as np
-from bench_index import embed
+from bench_index import embed, recall
 
 from asif.compressed import CompressedIndex
 from asif.index import _merge_topk
@@ -101,11 +100,6 @@ class ExactTopK:
         if self.cosines is not None:
             cos, idx = np.hstack([self.cosines, cos]), np.hstack([self.indices, idx])
         self.cosines, self.indices = _merge_topk(cos, idx, self.k)
-
-
-def recall(exact: np.ndarray, approx: np.ndarray) -> float:
-    hits = [len(set(e) & set(a[a >= 0])) for e, a in zip(exact, approx, strict=True)]
-    return float(np.sum(hits) / exact.size)
 
 
 def classify(image_topk, prompt_topk, n: int, p: float, n_classes: int) -> np.ndarray:
@@ -233,8 +227,9 @@ def main() -> None:
     rows = []
     for nprobe, k_factor in itertools.product(args.nprobe, args.k_factor):
         for index in indexes.values():
-            params = f"nprobe={nprobe}" + (f",k_factor_rf={k_factor}" if index.refine else "")
-            faiss.ParameterSpace().set_index_parameters(index._index, params)
+            index.set_search_params(
+                f"nprobe={nprobe}" + (f",k_factor_rf={k_factor}" if index.refine else "")
+            )
         image_topk = indexes["image"].search(image_queries, args.k)
         prompt_topk = indexes["text"].search(prompts, args.k)
         pred = classify(image_topk, prompt_topk, n, args.p, n_classes)

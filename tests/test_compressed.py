@@ -106,7 +106,7 @@ def test_uncentred_projection_keeps_inner_products_of_a_subspace() -> None:
     """Data in a 6-dim subspace: the 6-dim projection keeps every inner product."""
     rng = np.random.default_rng(1)
     basis = np.linalg.qr(rng.standard_normal((20, 6)))[0].T
-    x = _unit(rng.standard_normal((200, 6)) @ basis + 0.0)
+    x = _unit(rng.standard_normal((200, 6)) @ basis)
     p = uncentred_projection(x, 6)
     np.testing.assert_allclose(p @ p.T, np.eye(6), atol=1e-5)
     np.testing.assert_allclose((x @ p.T) @ (x @ p.T).T, x @ x.T, atol=1e-5)
