@@ -1,5 +1,9 @@
 """asif: a multimodal (image + text) model from frozen unimodal encoders, without training.
 
+The public face is :class:`RelativeSpace` (the model), :class:`AnchorSet` (its anchor pairs) and
+:class:`ZeroShotClassifier`. They load on first use, so ``import asif`` (or ``import asif.data``)
+pulls in neither FAISS nor torch.
+
 Example:
     >>> import numpy as np
     >>> from asif import AnchorSet, RelativeSpace
@@ -10,9 +14,34 @@ Example:
     (2, 3)
 """
 
-from asif.anchors import AnchorSet
-from asif.space import RelativeSpace
-from asif.zeroshot import ZeroShotClassifier
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from asif.anchors import AnchorSet
+    from asif.space import RelativeSpace
+    from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["AnchorSet", "RelativeSpace", "ZeroShotClassifier"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AnchorSet": "asif.anchors",
+    "RelativeSpace": "asif.space",
+    "ZeroShotClassifier": "asif.zeroshot",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asif' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -21,14 +21,14 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from asif import storage
 from asif.relative import normalize_rows
 
-__all__ = ["AnchorSet"]
+__all__ = ["AnchorSet", "RowSource"]
 
 FORMAT = "asif-anchors"
 FORMAT_VERSION = 1
@@ -36,8 +36,17 @@ _DTYPES = ("float32", "float16")
 _CHUNK_ROWS = 1 << 16
 
 
-class _Rows(Protocol):
-    """Rows held elsewhere (an ``AnchorIndex``), materialised only when asked for."""
+@runtime_checkable
+class RowSource(Protocol):
+    """Anchor rows held elsewhere (e.g. an :class:`asif.index.AnchorIndex`), read on demand.
+
+    ``AnchorSet`` takes one in place of an embedding array without copying or checking it: its
+    rows are trusted to be unit vectors. ``vectors()`` gives all rows as one array (built once,
+    on first access); ``iter_vectors()`` gives them block by block.
+    """
+
+    n: int
+    d: int
 
     def vectors(self) -> np.ndarray: ...
 
@@ -48,7 +57,8 @@ class AnchorSet:
     """Paired, L2-normalised image and text embeddings of N anchor pairs.
 
     Args:
-        image_embeddings: (N, d_image) array; rows are normalised on the way in.
+        image_embeddings: (N, d_image) array; rows are normalised on the way in. A
+            :class:`RowSource` (an index that keeps its vectors) is taken as it is.
         text_embeddings: (N, d_text) array, row i describing the same pair as image row i.
         captions: optional N captions (kept for explanations).
         ids: optional N unique integer ids (default ``0..N-1``); stable across add/remove.
@@ -73,18 +83,17 @@ class AnchorSet:
         image_encoder: str | None = None,
         text_encoder: str | None = None,
     ) -> None:
-        images = normalize_rows(image_embeddings, what="image_embeddings")
-        texts = normalize_rows(text_embeddings, what="text_embeddings")
-        n = images.shape[0]
-        if texts.shape[0] != n:
+        images, n, d_image = _rows_of(image_embeddings, "image_embeddings")
+        texts, n_texts, d_text = _rows_of(text_embeddings, "text_embeddings")
+        if n_texts != n:
             raise ValueError(
-                f"image_embeddings has {n} rows but text_embeddings has {texts.shape[0]}: "
+                f"image_embeddings has {n} rows but text_embeddings has {n_texts}: "
                 "each anchor is one image-caption pair, so both need the same N."
             )
         self._setup(
             images,
             texts,
-            (images.shape[1], texts.shape[1]),
+            (d_image, d_text),
             ids=_check_ids(ids, n),
             captions=_optional_strings(captions, n, "captions"),
             image_paths=_optional_strings(image_paths, n, "image_paths"),
@@ -94,8 +103,8 @@ class AnchorSet:
 
     def _setup(
         self,
-        images: np.ndarray | _Rows,
-        texts: np.ndarray | _Rows,
+        images: np.ndarray | RowSource,
+        texts: np.ndarray | RowSource,
         dims: tuple[int, int],
         *,
         ids: np.ndarray,
@@ -104,7 +113,7 @@ class AnchorSet:
         image_encoder: str | None,
         text_encoder: str | None,
     ) -> None:
-        self._rows: dict[str, np.ndarray | _Rows] = {"image": images, "text": texts}
+        self._rows: dict[str, np.ndarray | RowSource] = {"image": images, "text": texts}
         self._dims = dims
         self._lock = threading.Lock()
         self._id_order: np.ndarray | None = None
@@ -117,8 +126,8 @@ class AnchorSet:
     @classmethod
     def _trusted(
         cls,
-        images: np.ndarray | _Rows,
-        texts: np.ndarray | _Rows,
+        images: np.ndarray | RowSource,
+        texts: np.ndarray | RowSource,
         dims: tuple[int, int],
         **metadata: Any,
     ) -> AnchorSet:
@@ -177,13 +186,26 @@ class AnchorSet:
                 rows = self._rows[side] = rows.vectors()
             return rows
 
-    def _iter_rows(self, side: str) -> Iterator[np.ndarray]:
-        rows = self._rows[side]
+    def blocks(self, modality: str) -> list[np.ndarray]:
+        """One modality's embeddings as row blocks, read in place (no copy of an array).
+
+        Example:
+            >>> [b.shape for b in AnchorSet(np.eye(3), np.eye(3)).blocks("image")]
+            [(3, 3)]
+        """
+        if modality not in self._rows:
+            raise ValueError(f"modality must be 'image' or 'text', got {modality!r}.")
+        rows = self._rows[modality]
         if isinstance(rows, np.ndarray):
-            for start in range(0, rows.shape[0], _CHUNK_ROWS):
-                yield rows[start : start + _CHUNK_ROWS]
-        else:
-            yield from rows.iter_vectors()
+            return [rows]
+        with self._lock:
+            rows = self._rows[modality]
+        return [rows] if isinstance(rows, np.ndarray) else list(rows.iter_vectors())
+
+    def _iter_rows(self, side: str) -> Iterator[np.ndarray]:
+        for block in self.blocks(side):
+            for start in range(0, block.shape[0], _CHUNK_ROWS):
+                yield block[start : start + _CHUNK_ROWS]
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
@@ -362,11 +384,22 @@ class AnchorSet:
                 f"cannot concatenate anchor sets of dims {(self.image_dim, self.text_dim)} and "
                 f"{(other.image_dim, other.text_dim)}: they come from different encoders."
             )
-        for side in ("image_encoder", "text_encoder"):
-            mine, theirs = getattr(self, side), getattr(other, side)
-            if mine and theirs and mine != theirs:
+        from asif.encoders import canonical_encoder_name
+
+        for modality in ("image", "text"):
+            mine, theirs = (
+                getattr(self, f"{modality}_encoder"),
+                getattr(other, f"{modality}_encoder"),
+            )
+            if (
+                mine
+                and theirs
+                and canonical_encoder_name(mine, modality)
+                != canonical_encoder_name(theirs, modality)
+            ):
                 raise ValueError(
-                    f"cannot concatenate anchors made by {side} {mine!r} and {theirs!r}."
+                    f"cannot concatenate anchors made by {modality} encoders {mine!r} and "
+                    f"{theirs!r}: queries and anchors must come from one encoder."
                 )
         ids = _check_ids(np.concatenate([self.ids, other.ids]), len(self) + len(other))
         dtype = np.result_type(self.dtype, other.dtype)
@@ -384,6 +417,14 @@ class AnchorSet:
             image_encoder=self.image_encoder or other.image_encoder,
             text_encoder=self.text_encoder or other.text_encoder,
         )
+
+
+def _rows_of(embeddings: Any, what: str) -> tuple[np.ndarray | RowSource, int, int]:
+    """(rows, N, d): an array normalised on the way in, or a RowSource taken as it is."""
+    if isinstance(embeddings, RowSource) and not isinstance(embeddings, np.ndarray):
+        return embeddings, int(embeddings.n), int(embeddings.d)
+    rows = normalize_rows(embeddings, what=what)
+    return rows, rows.shape[0], rows.shape[1]
 
 
 def _optional_strings(values: Sequence[str] | None, n: int, what: str) -> list[str] | None:

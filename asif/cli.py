@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -21,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from asif.data import read_image_folder
-from asif.datasets import load_anchor_pairs, resolve_data_path
-from asif.evaluate import balanced_subset
-from asif.metrics import mean_per_class_accuracy, top_k_accuracy
+from asif.eval.reports import classification_report, write_json
+from asif.eval.run import balanced_subset
+from asif.eval.sources import load_anchor_pairs, resolve_data_path
+from asif.settings import DEFAULT, PAPER, parse_setting
 from asif.space import RelativeSpace
 from asif.templates import TEMPLATES, get_templates
-from asif.transforms import resolve_k
 
 __all__ = ["main"]
 
@@ -53,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="classify an image folder zero-shot and print its accuracy",
         description="Build an anchor space from caption data, classify <class>/<image> folders "
         "zero-shot, print top-1 accuracy and a few predictions with the anchors behind them. "
-        "Data names are looked up in $ASIF_DATA (default: ../shared/data).",
+        "Data names are looked up in --data-root or $ASIF_DATA.",
     )
     _add_space_options(zs)
     zs.add_argument(
@@ -76,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     zs.add_argument(
         "--combine",
         choices=("mean", "max"),
-        default="max",
+        default=DEFAULT.combine,
         help="over a class's templates: best prompt or mean prompt vector (default: %(default)s)",
     )
     zs.add_argument("--show", type=int, default=5, help="predictions to explain (default: 5)")
@@ -97,7 +96,7 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
         "Embeddings are cached, so re-runs with other settings take seconds.",
     )
     _add_space_options(ev)
-    ev.set_defaults(k=None, p=None, hubness=None)
+    ev.set_defaults(k=None, p=None, hubness=None, center=None)
     ev.add_argument("--images", help="image folder <class>/<files> to classify (e.g. cifar10-test)")
     ev.add_argument("--captions", help="caption data for retrieval (e.g. flickr8k)")
     ev.add_argument("--caption-split", help="keep only this split of --captions (e.g. dev)")
@@ -136,22 +135,37 @@ def _add_space_options(parser: argparse.ArgumentParser) -> None:
         "35,455 and takes far longer to encode the first time)",
     )
     parser.add_argument("--split", help="keep only this split of anchor data that has splits")
+    parser.add_argument(
+        "--data-root",
+        help="the folder named data (flickr8k, cifar10-test, ...) is looked up in "
+        "(default: $ASIF_DATA)",
+    )
     parser.add_argument("--image-encoder", default="default", help="(default: %(default)s)")
     parser.add_argument("--text-encoder", default="default", help="(default: %(default)s)")
     parser.add_argument(
         "-k",
         type=_k_value,
-        default="auto",
-        help="anchors kept per input, or 'auto': min(1600, N/20) (default: auto; the paper: 800)",
+        default=DEFAULT.k,
+        help="anchors kept per input, or 'auto': min(1600, N/20) "
+        f"(default: %(default)s; the paper: {PAPER.k})",
     )
     parser.add_argument(
-        "-p", type=float, default=3.5, help="exponent on cosines (default: 3.5; the paper: 8)"
+        "-p",
+        type=float,
+        default=DEFAULT.p,
+        help=f"exponent on cosines (default: %(default)s; the paper: {PAPER.p:g})",
     )
     parser.add_argument(
         "--hubness",
         type=float,
-        default=0.5,
-        help="hub down-weighting alpha, 0 = off (default: %(default)s; the paper: 0)",
+        default=DEFAULT.hubness,
+        help=f"hub down-weighting alpha, 0 = off (default: %(default)s; the paper: {PAPER.hubness:g})",
+    )
+    parser.add_argument(
+        "--center",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT.center,
+        help="subtract each modality's anchor mean (default: %(default)s)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
@@ -168,8 +182,8 @@ def _k_value(text: str) -> int | str:
 
 def _zeroshot(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    pairs = load_anchor_pairs(args.anchors, split=args.split)
-    folder = read_image_folder(resolve_data_path(args.images))
+    pairs = load_anchor_pairs(args.anchors, split=args.split, root=args.data_root)
+    folder = read_image_folder(resolve_data_path(args.images, root=args.data_root))
     chosen = (
         np.arange(len(folder))
         if args.all
@@ -181,6 +195,7 @@ def _zeroshot(args: argparse.Namespace) -> int:
         k=args.k,
         p=args.p,
         hubness=args.hubness,
+        center=args.center,
         image_encoder=args.image_encoder,
         text_encoder=args.text_encoder,
         batch_size=args.batch_size,
@@ -198,50 +213,44 @@ def _zeroshot(args: argparse.Namespace) -> int:
     scores = clf.decision_function(embeddings)
     done = time.perf_counter()
 
-    predictions = scores.argmax(axis=1)
+    snap = space.snapshot()
     results = {
-        "images": str(resolve_data_path(args.images)),
+        "images": str(resolve_data_path(args.images, root=args.data_root)),
         "n_images": len(paths),
         "n_classes": len(folder.classnames),
-        "n_anchors": space.n_anchors_,
-        "image_encoder": space.anchors_.image_encoder,
-        "text_encoder": space.anchors_.text_encoder,
-        "k": resolve_k(args.k, space.n_anchors_),
+        "n_anchors": snap.n_anchors,
+        "image_encoder": snap.anchors.image_encoder,
+        "text_encoder": snap.anchors.text_encoder,
+        "k": snap.k_for("image"),
         "p": args.p,
         "hubness": args.hubness,
+        "center": args.center,
         "templates": args.templates,
         "n_templates": len(templates),
         "combine": args.combine,
-        "top1": top_k_accuracy(scores, labels, 1),
-        "top5": top_k_accuracy(scores, labels, 5) if len(folder.classnames) > 5 else None,
-        "mean_per_class": mean_per_class_accuracy(labels, predictions, len(folder.classnames)),
+        **classification_report(scores, labels, folder.classnames),
         "seconds_anchors": round(built - started, 1),
         "seconds_classify": round(done - built, 1),
     }
     _print_results(results)
     _print_examples(clf, embeddings, paths, labels, folder.classnames, args.show)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        print(f"results written to {write_json(results, args.json)}")
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from asif import evaluate as ev
+    from asif import eval as ev
 
-    settings = [ev.parse_setting(text) for text in args.setting or []]
-    if args.k is not None or args.p is not None or args.hubness is not None:
+    settings = [parse_setting(text) for text in args.setting or []]
+    given = {name: getattr(args, name) for name in ("k", "p", "hubness", "center")}
+    if any(value is not None for value in given.values()):
         custom = replace(
-            ev.DEFAULT,
-            name="custom",
-            k=ev.DEFAULT.k if args.k is None else args.k,
-            p=ev.DEFAULT.p if args.p is None else args.p,
-            hubness=ev.DEFAULT.hubness if args.hubness is None else args.hubness,
+            DEFAULT, name="custom", **{n: v for n, v in given.items() if v is not None}
         )
         settings.append(custom)
     if not args.setting:
-        settings = [ev.PAPER, ev.DEFAULT, *settings]
+        settings = [PAPER, DEFAULT, *settings]
     results = ev.evaluate(
         anchors=args.anchors,
         anchor_split=args.split,
@@ -261,6 +270,7 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         cache=None if args.no_cache else True,
         show_progress_bar=True,
+        data_root=args.data_root,
     )
     print(ev.format_results(results))
     if args.json:
@@ -273,9 +283,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _print_results(r: dict) -> None:
+    centred = ", centred" if r["center"] else ""
     print(
         f"\nzero-shot on {r['images']}: {r['n_images']} images, {r['n_classes']} classes; "
-        f"{r['n_anchors']} anchors, k={r['k']}, p={r['p']:g}, hubness={r['hubness']:g}, "
+        f"{r['n_anchors']} anchors, k={r['k']}, p={r['p']:g}, hubness={r['hubness']:g}{centred}, "
         f"{r['n_templates']} '{r['templates']}' templates, combine={r['combine']}"
     )
     print(f"encoders: {r['image_encoder']} + {r['text_encoder']}")

@@ -15,8 +15,8 @@ import scipy.sparse as sp
 
 from asif.anchors import AnchorSet
 
-if TYPE_CHECKING:
-    from asif.space import RelativeSpace
+if TYPE_CHECKING:  # a space is only called, never imported: explain sits below it
+    from asif.snapshot import SpaceLike
 
 __all__ = [
     "Contribution",
@@ -115,7 +115,7 @@ def explain_vectors(
 
 
 def explain_similarity(
-    space: RelativeSpace, image: Any, text: Any, *, top: int | None = 5
+    space: SpaceLike, image: Any, text: Any, *, top: int | None = 5
 ) -> Explanation:
     """Explain ``space.similarity([image], [text])`` by the anchor pairs it is made of.
 
@@ -140,16 +140,16 @@ def explain_similarity(
         >>> e.contributions[0].caption, round(e.score, 3)
         ('a cat', 1.0)
     """
-    state = space._snapshot()
-    image_vector = space._transform(state, space._embed(_one(image, "image"), "image"), "image")
-    text_vector = space._transform(state, space._embed(_one(text, "text"), "text"), "text")
+    snap = space.snapshot()
+    image_vector = snap.transform(space.encode_images(_one(image, "image")), "image")
+    text_vector = snap.transform(space.encode_texts(_one(text, "text")), "text")
     label = text if isinstance(text, str) else None
-    return explain_vectors(image_vector, text_vector, state.anchors, top=top, label=label)
+    return explain_vectors(image_vector, text_vector, snap.anchors, top=top, label=label)
 
 
 def _one(x: Any, modality: str) -> Any:
     """One input as a batch of one: a (1, d) array or a one-item list."""
-    if isinstance(x, np.ndarray) and x.dtype != object:
+    if isinstance(x, np.ndarray) and x.dtype != object and x.dtype != np.uint8:
         x = x.reshape(1, -1) if x.ndim == 1 else x
         if x.ndim != 2 or x.shape[0] != 1:
             raise ValueError(f"expected one {modality} embedding, got shape {x.shape}.")

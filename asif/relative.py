@@ -14,14 +14,22 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "COMBINES",
     "check_k",
     "check_p",
+    "class_scores",
+    "class_vectors",
     "mean_of_row_groups",
     "normalize_rows",
     "normalize_sparse_rows",
     "relative_from_topk",
+    "reweight_columns",
     "sparse_scores",
 ]
+
+COMBINES = ("max", "mean")
+"""How a class's prompts combine: ``"max"``, the best score over its prompts (the paper's
+code); ``"mean"``, the normalised mean of its prompts' relative vectors (CLIP_benchmark's)."""
 
 
 def check_k(k: int) -> int:
@@ -31,7 +39,7 @@ def check_k(k: int) -> int:
         >>> check_k(800)
         800
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be an integer >= 1 (the anchors kept per input), got {k!r}.")
     return int(k)
 
@@ -69,14 +77,17 @@ def normalize_rows(x: np.ndarray, *, what: str = "embeddings") -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(f"{what} has NaN or infinite values in rows {rows} (first 5 shown).")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    zero = norms[:, 0] == 0
+    # Scale each row by its largest magnitude before squaring: float32 squares overflow from
+    # about 1.8e19, and tiny rows would underflow to a zero norm.
+    scale = np.abs(x).max(axis=1, keepdims=True)
+    zero = scale[:, 0] == 0
     if zero.any():
         rows = np.flatnonzero(zero)[:5].tolist()
         raise ValueError(
             f"{what} has all-zero rows {rows} (first 5 shown); they have no direction."
         )
-    return x / norms
+    x = x / scale
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def relative_from_topk(
@@ -167,12 +178,79 @@ def mean_of_row_groups(rows: sp.csr_array, group: int) -> sp.csr_array:
 
 
 def normalize_sparse_rows(rows: sp.csr_array) -> sp.csr_array:
-    """Rows scaled to unit L2 norm; empty rows stay empty.
+    """Rows scaled to unit L2 norm (float32); empty rows stay empty.
 
     Example:
-        >>> normalize_sparse_rows(sp.csr_array(np.array([[3.0, 4.0]]))).toarray().round(3).tolist()
-        [[0.6, 0.8]]
+        >>> print(normalize_sparse_rows(sp.csr_array(np.array([[3.0, 4.0]]))).toarray())
+        [[0.6 0.8]]
     """
-    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).reshape(-1))
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_array(sp.diags_array(scale.astype(np.float32)) @ rows)
+    out = sp.csr_array(rows, dtype=np.float64, copy=True)
+    lengths = np.diff(out.indptr)
+    starts = out.indptr[:-1][lengths > 0]
+    if out.data.size:
+        # Scale each row by its largest magnitude first, so squares neither overflow nor
+        # underflow; reduceat over the starts of the non-empty rows reduces row by row.
+        peak = np.zeros(out.shape[0])
+        peak[lengths > 0] = np.maximum.reduceat(np.abs(out.data), starts)
+        out.data *= np.repeat(_inverse(peak), lengths)
+        norms = np.zeros(out.shape[0])
+        norms[lengths > 0] = np.sqrt(np.add.reduceat(out.data * out.data, starts))
+        out.data *= np.repeat(_inverse(norms), lengths)
+    return sp.csr_array(out, dtype=np.float32)
+
+
+def _inverse(x: np.ndarray) -> np.ndarray:
+    return np.divide(1.0, x, out=np.zeros_like(x), where=x > 0)
+
+
+def reweight_columns(vectors: sp.csr_array, weights: np.ndarray) -> sp.csr_array:
+    """Multiply column j of each row by ``weights[j]`` and renormalise the rows.
+
+    Applied to ``normalise(s ** p)`` this gives ``normalise(weights * s ** p)``: per-anchor
+    weights (the hub weights of :func:`asif.transforms.hub_weights`) act on the powered
+    cosines. Computed in float64 with each row rescaled, so extreme weights give the limit,
+    never NaN. Empty rows stay empty.
+
+    Example:
+        >>> v = sp.csr_array(np.array([[0.6, 0.8]], dtype=np.float32))
+        >>> reweight_columns(v, np.array([2.0, 0.75])).toarray().round(3)
+        array([[0.894, 0.447]], dtype=float32)
+    """
+    out = sp.csr_array(vectors, dtype=np.float64, copy=True)
+    out.data *= np.asarray(weights, dtype=np.float64)[out.indices]
+    return normalize_sparse_rows(out)
+
+
+def class_vectors(prompt_vectors: sp.csr_array, n_templates: int, combine: str) -> sp.csr_array:
+    """The vectors classes are scored against: the prompts' (``"max"``), or per class the
+    normalised mean of its ``n_templates`` consecutive prompt vectors (``"mean"``).
+
+    Example:
+        >>> prompts = sp.csr_array(np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32))
+        >>> print(class_vectors(prompts, 2, "mean").toarray().round(3))
+        [[0.707 0.707]]
+    """
+    _check_combine(combine)
+    if combine == "max":
+        return sp.csr_array(prompt_vectors)
+    return normalize_sparse_rows(mean_of_row_groups(prompt_vectors, n_templates))
+
+
+def class_scores(scores: np.ndarray, n_classes: int, n_templates: int, combine: str) -> np.ndarray:
+    """(n, n_classes) class scores from the scores against :func:`class_vectors`.
+
+    ``"max"`` takes each class's best prompt; ``"mean"`` scores are already per class.
+
+    Example:
+        >>> class_scores(np.array([[0.1, 0.7, 0.3, 0.2]]), 2, 2, "max").tolist()
+        [[0.7, 0.3]]
+    """
+    _check_combine(combine)
+    if combine == "max":
+        return scores.reshape(scores.shape[0], n_classes, n_templates).max(axis=2)
+    return scores
+
+
+def _check_combine(combine: str) -> None:
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be 'max' or 'mean', got {combine!r}.")

@@ -15,18 +15,15 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-if TYPE_CHECKING:
-    from asif.space import RelativeSpace, _State
+from asif.snapshot import MODALITIES, Modality, SpaceLike, SpaceSnapshot
+from asif.topk import top_k_columns
 
 __all__ = ["Gallery", "SearchResult", "index_gallery", "search", "top_k_search"]
-
-Modality = Literal["image", "text"]
-_MODALITIES = ("image", "text")
 _BLOCK_ELEMENTS = 1 << 24  # dense scores held at once: 16M float32 = 64 MiB
 
 
@@ -89,27 +86,10 @@ def _search_transposed(
     indices = np.empty((n, top_k), dtype=np.int64)
     for start in range(0, n, chunk):
         block = np.asarray((queries[start : start + chunk] @ gallery_t).toarray(), np.float32)
-        best = _top_k_rows(block, top_k)
+        best = top_k_columns(block, top_k)
         scores[start : start + chunk] = np.take_along_axis(block, best, axis=1)
         indices[start : start + chunk] = best
     return SearchResult(scores=scores, indices=indices)
-
-
-def _top_k_rows(block: np.ndarray, top_k: int) -> np.ndarray:
-    """Column indices of each row's top_k values, best first, ties by lower column."""
-    if top_k < block.shape[1]:
-        part = np.argpartition(-block, top_k - 1, axis=1)[:, :top_k]
-        # argpartition may cut a tie at the boundary arbitrarily: keep every column above the
-        # k-th value and the lowest columns tied with it, then sort by (score desc, column asc).
-        kth = np.take_along_axis(block, part, axis=1).min(axis=1)
-        out = np.empty((block.shape[0], top_k), dtype=np.int64)
-        for i, (row, t) in enumerate(zip(block, kth, strict=True)):
-            above = np.flatnonzero(row > t)
-            tied = np.flatnonzero(row == t)[: top_k - above.size]
-            cols = np.concatenate([above, tied])
-            out[i] = cols[np.lexsort((cols, -row[cols]))]
-        return out
-    return np.lexsort((np.broadcast_to(np.arange(block.shape[1]), block.shape), -block), axis=1)
 
 
 class Gallery:
@@ -154,7 +134,7 @@ class Gallery:
         self.embeddings = embeddings
         self.items = None if items is None else [str(x) for x in items]
         self._lock = threading.Lock()
-        self._cached: tuple[int, sp.csr_array, sp.csr_array] | None = None
+        self._cached: tuple[Any, sp.csr_array, sp.csr_array] | None = None
 
     def __len__(self) -> int:
         return self.embeddings.shape[0]
@@ -168,19 +148,22 @@ class Gallery:
         cached = self._cached
         return None if cached is None else cached[1]
 
-    def _vectors(self, space: RelativeSpace, state: _State) -> tuple[sp.csr_array, sp.csr_array]:
-        """Relative vectors on ``state``'s anchors and their (N, m) transpose, rebuilt on change."""
+    def relative_vectors(self, snapshot: SpaceSnapshot) -> tuple[sp.csr_array, sp.csr_array]:
+        """Relative vectors (m, N) on ``snapshot``'s anchors and their (N, m) transpose.
+
+        Built from the kept embeddings once per snapshot key (anchors, k, p, hubness).
+        """
         with self._lock:
             cached = self._cached
-            if cached is not None and cached[0] == state.version:
+            if cached is not None and cached[0] == snapshot.key:
                 return cached[1], cached[2]
-            vectors = space._transform(state, self.embeddings, self.modality)
-            self._cached = (state.version, vectors, _transpose(vectors))
+            vectors = snapshot.transform(self.embeddings, self.modality)
+            self._cached = (snapshot.key, vectors, _transpose(vectors))
             return self._cached[1], self._cached[2]
 
 
 def index_gallery(
-    space: RelativeSpace,
+    space: SpaceLike,
     items: Any,
     modality: Modality | None = None,
 ) -> Gallery:
@@ -195,20 +178,20 @@ def index_gallery(
     Returns:
         A :class:`Gallery`.
     """
-    state = space._snapshot()
+    snap = space.snapshot()
     items = _as_list(items)
-    modality = _resolve_modality(items, modality, state, "modality")
+    modality = _resolve_modality(items, modality, snap, "modality")
     if modality is None:
         raise TypeError("index_gallery needs raw inputs or embeddings, not relative vectors.")
     embeddings = _embed(space, items, modality)
     keep = isinstance(items, Sequence) and all(isinstance(x, (str, os.PathLike)) for x in items)
     gallery = Gallery(embeddings, modality, items=list(items) if keep else None)
-    gallery._vectors(space, state)
+    gallery.relative_vectors(snap)
     return gallery
 
 
 def search(
-    space: RelativeSpace,
+    space: SpaceLike,
     queries: Any,
     gallery: Any,
     top_k: int = 10,
@@ -239,14 +222,14 @@ def search(
     Raises:
         ValueError: an ambiguous modality, or a modality that contradicts a Gallery's.
     """
-    state = space._snapshot()
-    query_vectors = _relative(space, state, queries, query_modality, "query_modality")
+    snap = space.snapshot()
+    query_vectors = _relative(space, snap, queries, query_modality, "query_modality")
     if isinstance(gallery, Gallery):
-        _resolve_modality(gallery, gallery_modality, state, "gallery_modality")
-        gallery_t = gallery._vectors(space, state)[1]
+        _resolve_modality(gallery, gallery_modality, snap, "gallery_modality")
+        gallery_t = gallery.relative_vectors(snap)[1]
     else:
         gallery_t = _transpose(
-            _relative(space, state, gallery, gallery_modality, "gallery_modality")
+            _relative(space, snap, gallery, gallery_modality, "gallery_modality")
         )
     if query_vectors.shape[1] != gallery_t.shape[0]:
         raise ValueError(
@@ -257,31 +240,33 @@ def search(
 
 
 def _relative(
-    space: RelativeSpace, state: _State, inputs: Any, modality: Modality | None, what: str
+    space: SpaceLike, snap: SpaceSnapshot, inputs: Any, modality: Modality | None, what: str
 ) -> sp.csr_array:
     """Relative vectors of a Gallery, raw inputs, embeddings, or given relative vectors."""
     if isinstance(inputs, Gallery):
-        _resolve_modality(inputs, modality, state, what)
-        return inputs._vectors(space, state)[0]
+        _resolve_modality(inputs, modality, snap, what)
+        return inputs.relative_vectors(snap)[0]
     inputs = _as_list(inputs)
-    resolved = _resolve_modality(inputs, modality, state, what)
+    resolved = _resolve_modality(inputs, modality, snap, what)
     if resolved is None:  # already relative vectors
         vectors = sp.csr_array(inputs)
-        if vectors.shape[1] != len(state.anchors):
+        if vectors.shape[1] != snap.n_anchors:
             raise ValueError(
                 f"relative vectors have {vectors.shape[1]} columns but the space has "
-                f"{len(state.anchors)} anchors."
+                f"{snap.n_anchors} anchors."
             )
         return vectors
-    return space._transform(state, _embed(space, inputs, resolved), resolved)
+    return snap.transform(_embed(space, inputs, resolved), resolved)
 
 
-def _embed(space: RelativeSpace, inputs: Any, modality: Modality) -> np.ndarray:
+def _embed(space: SpaceLike, inputs: Any, modality: Modality) -> np.ndarray:
     if isinstance(inputs, (str, os.PathLike)):
         raise ValueError(
             f"got one {modality} input ({str(inputs)[:40]!r}); pass a list of them (e.g. [x])."
         )
-    return space._embed(inputs, modality)
+    if modality == "image":
+        return space.encode_images(inputs)
+    return space.encode_texts(inputs)
 
 
 def _as_list(inputs: Any) -> Any:
@@ -296,12 +281,12 @@ def _as_list(inputs: Any) -> Any:
 
 
 def _check_modality(modality: Any, what: str) -> None:
-    if modality not in _MODALITIES:
+    if modality not in MODALITIES:
         raise ValueError(f"{what} must be 'image' or 'text', got {modality!r}.")
 
 
 def _resolve_modality(
-    inputs: Any, given: Modality | None, state: _State, what: str
+    inputs: Any, given: Modality | None, snap: SpaceSnapshot, what: str
 ) -> Modality | None:
     """The modality of ``inputs``: given, a Gallery's, or unambiguous from the inputs' type.
 
@@ -319,17 +304,13 @@ def _resolve_modality(
         return given
     if isinstance(inputs, np.ndarray) and inputs.dtype != object:
         width = inputs.shape[-1] if inputs.ndim else -1
-        fits = [
-            m
-            for m, index in (("image", state.image_index), ("text", state.text_index))
-            if index.d == width
-        ]
+        fits = [m for m in MODALITIES if snap.index(m).d == width]
         if len(fits) == 1:
             return fits[0]  # type: ignore[return-value]
         if not fits:
             raise ValueError(
                 f"embeddings of width {width} fit neither the image anchors "
-                f"({state.image_index.d}) nor the text anchors ({state.text_index.d})."
+                f"({snap.image_index.d}) nor the text anchors ({snap.text_index.d})."
             )
         raise ValueError(
             f"embeddings of width {width} fit both the image and the text anchors: pass "

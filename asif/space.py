@@ -1,12 +1,13 @@
-"""``RelativeSpace``: anchors + one FAISS index per modality + (k, p) = a multimodal model.
+"""``RelativeSpace``: anchors + one index per modality + (k, p) = a multimodal model.
 
 Images and texts are each compared with the anchors of their own modality; their top-k sparse
 relative vectors then share the same N axes (one per anchor pair), where they can be compared.
 
-Hot swap: everything a query reads (anchors, both indexes, a version number) is one immutable
-``_State``; ``set_anchors``, ``add_anchors`` and ``remove_anchors`` build a new one and replace the
-reference in one assignment, so a query running in another thread sees the old anchors or the new
-ones, never a mix. Zero-shot classifiers rebuild their class vectors when the version changes.
+Hot swap: the anchors, both indexes, the centring means and a version number form one
+immutable state; ``set_anchors``, ``add_anchors`` and ``remove_anchors`` build a new one and
+replace the reference in one assignment. A query reads it once, through :meth:`snapshot`, so a
+query running in another thread sees the old anchors or the new ones, never a mix; zero-shot
+classifiers and galleries rebuild their vectors when the snapshot's ``key`` changes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,53 +23,73 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from asif import retrieval, storage
+from asif import storage
 from asif.anchors import AnchorSet
 from asif.explain import Explanation, explain_similarity
-from asif.index import AnchorIndex
-from asif.relative import check_p, normalize_rows, relative_from_topk, sparse_scores
-from asif.retrieval import Gallery
-from asif.transforms import anchor_k_occurrence, hub_weights, resolve_k, reweight_columns
+from asif.index import AnchorSearch, build_index
+from asif.relative import check_p, normalize_rows, sparse_scores
+from asif.retrieval import Gallery, SearchResult, index_gallery, search
+from asif.settings import DEFAULT
+from asif.snapshot import MODALITIES, Modality, SpaceSnapshot
+from asif.templates import Template
+from asif.transforms import check_hubness, resolve_k
 from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["RelativeSpace"]
 
-Modality = Literal["image", "text"]
 _versions = itertools.count(1)
 SPACE_FORMAT = "asif-space"
 SPACE_FORMAT_VERSION = 1
-_PARAMS = ("k", "p", "hubness", "index", "gpu", "device", "batch_size", "show_progress_bar")
+_PARAMS = (
+    "k",
+    "p",
+    "hubness",
+    "center",
+    "index",
+    "gpu",
+    "device",
+    "batch_size",
+    "show_progress_bar",
+    "cache",
+)
 
 
 @dataclass(frozen=True)
 class _State:
-    """Everything a query reads, swapped as one object so readers never see a mix."""
+    """The anchors and what was built from them, swapped as one object."""
 
     anchors: AnchorSet
-    image_index: AnchorIndex
-    text_index: AnchorIndex
+    image_index: AnchorSearch
+    text_index: AnchorSearch
     version: int
-    hub_counts: dict = field(default_factory=dict, compare=False)
-    """(modality, k) -> anchor k-occurrence, filled on first use (an idempotent cache)."""
+    means: dict[str, np.ndarray] | None
+    hub_counts: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class RelativeSpace:
     """A training-free image-text model: inputs become sparse vectors over N anchor pairs.
 
     Args:
-        k: anchors kept per input (capped at N), or ``"auto"`` (the default): one anchor in
-            twenty, up to 1,600 (:func:`asif.transforms.adaptive_k`).
+        k: anchors kept per input (capped at N), or ``"auto"``: one anchor in twenty, up to
+            1,600 (:func:`asif.transforms.adaptive_k`).
         p: exponent on the kept cosines; larger p gives the closest anchors more weight.
         hubness: alpha of the hub weights (:func:`asif.transforms.hub_weights`): anchors found
             in many anchors' top-k lists count less. 0 turns them off. They cost one search of
             up to 4,096 anchors per modality, on the first query after the anchors change.
-            The defaults ``k="auto", p=3.5, hubness=0.5`` are asif's measured default
-            (``asif.evaluate.DEFAULT``); ``k=800, p=8, hubness=0`` (and ``combine="max"``) is
-            the paper's algorithm exactly.
+        center: subtract each modality's anchor mean before comparing
+            (:class:`asif.transforms.Centering`); the indexes then hold centred copies.
+            The defaults are :data:`asif.settings.DEFAULT` (``k="auto", p=3.5, hubness=0.5``,
+            no centring), asif's measured default; ``k=800, p=8, hubness=0`` (and
+            ``combine="max"``) is the paper's algorithm exactly (:data:`asif.settings.PAPER`).
         image_encoder: encoder name (``"default"``: offline EfficientNet-Lite0) or an object
             with ``encode(inputs, batch_size=..., show_progress_bar=...) -> (n, d) array``.
         text_encoder: likewise for captions (``"default"``: offline all-MiniLM-L6-v2).
-        index: ``"Flat"`` for exact search, or a FAISS index-factory string.
+        index: how each modality's anchors are searched: a factory string (``"Flat"``: exact
+            search, the default; ``"auto"``; any ``faiss.index_factory`` string with optional
+            ``";"`` search parameters), an index already built over the anchors (e.g. an
+            :class:`asif.index.CompressedIndex`), or a callable ``vectors -> index``; or a dict
+            ``{"image": ..., "text": ...}`` of these.
         gpu: ``"auto"`` (GPUs when FAISS has them), ``True`` or ``False``.
         device: torch device for the encoders (``None``: cuda when present, else cpu).
         batch_size: encoder batch size.
@@ -86,22 +107,24 @@ class RelativeSpace:
 
     def __init__(
         self,
-        k: int | Literal["auto"] = "auto",
-        p: float = 3.5,
+        k: int | Literal["auto"] = DEFAULT.k,
+        p: float = DEFAULT.p,
         *,
-        hubness: float = 0.5,
+        hubness: float = DEFAULT.hubness,
+        center: bool = DEFAULT.center,
         image_encoder: str | Any = "default",
         text_encoder: str | Any = "default",
-        index: str = "Flat",
+        index: Any = "Flat",
         gpu: bool | str = "auto",
         device: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
-        cache: bool | str | None = None,
+        cache: bool | str | os.PathLike[str] | Any | None = None,
     ) -> None:
         self.k = k
         self.p = p
         self.hubness = hubness
+        self.center = center
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.index = index
@@ -117,7 +140,8 @@ class RelativeSpace:
 
     def __repr__(self) -> str:
         n = "unfitted" if self._state is None else f"n_anchors={len(self._state.anchors)}"
-        return f"RelativeSpace(k={self.k!r}, p={self.p}, hubness={self.hubness}, {n})"
+        centred = ", center=True" if self.center else ""
+        return f"RelativeSpace(k={self.k!r}, p={self.p}, hubness={self.hubness}{centred}, {n})"
 
     # ----------------------------------------------------------------- anchors
     def fit(
@@ -130,12 +154,20 @@ class RelativeSpace:
         """Encode N image-caption pairs with the frozen encoders and use them as the anchors.
 
         Args:
-            images: N image paths or PIL images (or an (N, d) array of image embeddings).
+            images: N images (paths, PIL images, image arrays) or an (N, d) embedding array; a
+                path named several times (an image with several captions) is encoded once.
             captions: N captions, caption i describing image i.
             ids: optional N unique anchor ids.
         """
-        captions = list(captions)
-        image_embeddings = self._embed_unique(images)
+        captions = _check_texts(captions, "captions")
+        if not isinstance(images, (np.ndarray, Sequence)) and not _is_torch_tensor(images):
+            images = list(images)  # a generator: read it once
+        paths = _paths(images)
+        if paths is not None:
+            unique, inverse = np.unique(np.array(paths, dtype=object), return_inverse=True)
+            image_embeddings = self.encode_images(list(unique))[inverse.reshape(-1)]
+        else:
+            image_embeddings = self.encode_images(images)
         if image_embeddings.shape[0] != len(captions):
             raise ValueError(
                 f"got {image_embeddings.shape[0]} images but {len(captions)} captions: "
@@ -143,10 +175,10 @@ class RelativeSpace:
             )
         anchors = AnchorSet(
             image_embeddings,
-            self._embed(captions, "text"),
+            self.encode_texts(captions),
             captions=captions,
             ids=ids,
-            image_paths=[str(x) for x in images] if _all_paths(images) else None,
+            image_paths=paths,
             image_encoder=self._encoder_name("image"),
             text_encoder=self._encoder_name("text"),
         )
@@ -159,34 +191,29 @@ class RelativeSpace:
         searched in place; float16 ones are converted to float32 once.
 
         Raises:
-            ValueError: the anchors were made by other encoders than this space's (the space
-                is left unchanged).
+            ValueError: the anchors were made by other encoders than this space's, or a
+                parameter is invalid (the space is left unchanged).
 
         Example:
             >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
             >>> space.n_anchors_
             3
         """
-        resolve_k(self.k, 1)
-        check_p(self.p)
-        if not float(self.hubness) >= 0:
-            raise ValueError(
-                f"hubness must be >= 0 (0 turns hub weights off), got {self.hubness!r}."
-            )
+        self._check_params()
         if not isinstance(anchors, AnchorSet):
             raise TypeError(f"set_anchors expects an AnchorSet, got {type(anchors).__name__}.")
         self._check_encoders(anchors)
-        image_index = AnchorIndex(anchors.image_embeddings, factory=self.index, gpu=self.gpu)
-        text_index = AnchorIndex(anchors.text_embeddings, factory=self.index, gpu=self.gpu)
+        state = self._build_state(anchors)
         with self._write_lock:
-            self._state = _State(anchors, image_index, text_index, next(_versions))
+            self._state = state
         return self
 
     def add_anchors(self, anchors: AnchorSet) -> RelativeSpace:
         """Append anchor pairs; existing anchors keep their ids and positions.
 
         The new pairs' ids must not be in use (``ids=space.next_id_ + np.arange(m)`` gives fresh
-        ones). Exact search copies only the new rows, so the cost does not grow with N.
+        ones). Exact search copies only the new rows, so the cost does not grow with N; other
+        indexes are rebuilt (or extended, where they can be) over all anchors.
 
         Example:
             >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
@@ -197,7 +224,7 @@ class RelativeSpace:
         if not isinstance(anchors, AnchorSet):
             raise TypeError(f"add_anchors expects an AnchorSet, got {type(anchors).__name__}.")
         with self._write_lock:
-            state = self._snapshot()
+            state = self._current()
             old = state.anchors
             if (anchors.image_dim, anchors.text_dim) != (old.image_dim, old.text_dim):
                 raise ValueError(
@@ -212,12 +239,14 @@ class RelativeSpace:
                     f"anchor ids already in use: {anchors.ids[taken][:10].tolist()} (first 10 "
                     f"shown); give new anchors fresh ids, e.g. ids={self.next_id_} + np.arange(m)."
                 )
-            image_index = state.image_index.with_added(anchors.image_embeddings)
-            text_index = state.text_index.with_added(anchors.text_embeddings)
-            merged = AnchorSet._trusted(
+            if not _updatable(state, "with_added"):
+                self._state = self._build_state(old.concat(anchors))
+                return self
+            image_index = state.image_index.with_added(anchors.image_embeddings)  # type: ignore[attr-defined]
+            text_index = state.text_index.with_added(anchors.text_embeddings)  # type: ignore[attr-defined]
+            merged = AnchorSet(
                 image_index,
                 text_index,
-                (old.image_dim, old.text_dim),
                 ids=np.concatenate([old.ids, anchors.ids]),
                 captions=_concat_column(old.captions, anchors.captions, len(old), len(anchors)),
                 image_paths=_concat_column(
@@ -226,7 +255,7 @@ class RelativeSpace:
                 image_encoder=old.image_encoder or anchors.image_encoder,
                 text_encoder=old.text_encoder or anchors.text_encoder,
             )
-            self._state = _State(merged, image_index, text_index, next(_versions))
+            self._state = _State(merged, image_index, text_index, next(_versions), None)
         return self
 
     def remove_anchors(self, ids: Sequence[int] | np.ndarray) -> RelativeSpace:
@@ -242,41 +271,94 @@ class RelativeSpace:
             [0, 2]
         """
         with self._write_lock:
-            state = self._snapshot()
+            state = self._current()
             old = state.anchors
             positions = old.positions(ids)
             if np.unique(positions).size != positions.size:
                 raise ValueError("remove_anchors got the same id more than once.")
             if positions.size == 0:
                 return self
-            image_index = state.image_index.without(positions)
-            text_index = state.text_index.without(positions)
+            if positions.size == len(old):
+                raise ValueError("cannot remove every anchor: a space needs at least one.")
             keep = np.ones(len(old), dtype=bool)
             keep[positions] = False
-            remaining = AnchorSet._trusted(
+            if not _updatable(state, "without"):
+                self._state = self._build_state(old.select(keep))
+                return self
+            image_index = state.image_index.without(positions)  # type: ignore[attr-defined]
+            text_index = state.text_index.without(positions)  # type: ignore[attr-defined]
+            remaining = AnchorSet(
                 image_index,
                 text_index,
-                (old.image_dim, old.text_dim),
                 ids=old.ids[keep],
                 captions=_compress(old.captions, keep),
                 image_paths=_compress(old.image_paths, keep),
                 image_encoder=old.image_encoder,
                 text_encoder=old.text_encoder,
             )
-            self._state = _State(remaining, image_index, text_index, next(_versions))
+            self._state = _State(remaining, image_index, text_index, next(_versions), None)
         return self
 
     @property
     def next_id_(self) -> int:
         """An id above every current anchor id: ``next_id_ + np.arange(m)`` are free ids."""
-        return int(self._snapshot().anchors.ids.max()) + 1
+        return int(self._current().anchors.ids.max()) + 1
+
+    @property
+    def anchors_(self) -> AnchorSet:
+        """The current anchor set."""
+        return self._current().anchors
+
+    @property
+    def n_anchors_(self) -> int:
+        """N, the number of anchor pairs (= the number of axes)."""
+        return len(self._current().anchors)
+
+    def snapshot(self) -> SpaceSnapshot:
+        """What a query reads, fixed at this moment: anchors, indexes, hub statistics, version
+        and the ``k, p, hubness`` in force (:class:`asif.snapshot.SpaceSnapshot`).
+
+        Raises:
+            RuntimeError: the space has no anchors yet.
+            ValueError: a parameter was set to an invalid value, or ``center`` changed since
+                the anchors were indexed.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> snap = space.snapshot()
+            >>> snap.n_anchors, snap.k_for("image"), snap.key == space.snapshot().key
+            (3, 2, True)
+        """
+        state = self._current()
+        if bool(self.center) != (state.means is not None):
+            raise ValueError(
+                f"center is {self.center!r} but the anchors were indexed with center="
+                f"{state.means is not None}: call set_anchors(space.anchors_) to index them again."
+            )
+        return SpaceSnapshot(
+            anchors=state.anchors,
+            image_index=state.image_index,
+            text_index=state.text_index,
+            version=state.version,
+            k=self.k,
+            p=self.p,
+            hubness=self.hubness,
+            means=state.means,
+            hub_counts=state.hub_counts,
+            _lock=state.lock,
+        )
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | os.PathLike[str], *, dtype: str = "float32") -> Path:
         """Write parameters, encoder names and anchors to the folder ``path``, atomically.
 
         ``RelativeSpace.load(path)`` gives a space with identical predictions (with float32
-        storage). Encoders given as objects are recorded by their ``name``.
+        storage). Encoders given as objects are recorded by their ``name``; one without a name
+        is recorded as unknown, and loading then asks for it.
+
+        Raises:
+            ValueError: ``index`` is an index object or a callable, which a folder cannot hold
+                (save such an index with its own ``save`` and pass it to ``load(index=...)``).
 
         Example:
             >>> import tempfile
@@ -285,17 +367,25 @@ class RelativeSpace:
             >>> RelativeSpace.load(folder).k
             2
         """
-        state = self._snapshot()
+        state = self._current()
+        params = {name: getattr(self, name) for name in _PARAMS}
+        params["cache"] = _cache_param(self.cache)
+        for modality, spec in _index_specs(self.index).items():
+            if not isinstance(spec, str):
+                raise ValueError(
+                    f"this space searches its {modality} anchors with a {type(spec).__name__}, "
+                    "which save cannot record: save that index with its own save() and pass it "
+                    "to RelativeSpace.load(path, index=...), or use a factory string."
+                )
+        manifest = {
+            "format": SPACE_FORMAT,
+            "format_version": SPACE_FORMAT_VERSION,
+            "params": params,
+            "image_encoder": self._encoder_name("image"),
+            "text_encoder": self._encoder_name("text"),
+        }
         with storage.atomic_folder(path) as tmp:
             state.anchors.save(tmp / "anchors", dtype=dtype)
-            params: dict[str, Any] = {name: getattr(self, name) for name in _PARAMS}
-            manifest = {
-                "format": SPACE_FORMAT,
-                "format_version": SPACE_FORMAT_VERSION,
-                "params": params,
-                "image_encoder": self._encoder_name("image"),
-                "text_encoder": self._encoder_name("text"),
-            }
             storage.write_json(tmp / storage.MANIFEST, manifest)
         return Path(path)
 
@@ -316,74 +406,120 @@ class RelativeSpace:
             verify: check sha256 of the anchor files (see :meth:`AnchorSet.load`).
             **overrides: constructor arguments that replace the saved ones (e.g.
                 ``image_encoder=my_encoder``, ``device="cpu"``).
+
+        Raises:
+            asif.storage.AnchorFileError: the manifest lacks its parameters or is malformed.
+            ValueError: the space was saved with an encoder object that had no name, and no
+                override names one.
         """
-        manifest = storage.read_manifest(path, SPACE_FORMAT, SPACE_FORMAT_VERSION)
         unknown = set(overrides) - {*_PARAMS, "image_encoder", "text_encoder"}
         if unknown:
             raise TypeError(f"unknown RelativeSpace arguments: {sorted(unknown)}.")
-        kwargs = {**manifest.get("params", {})}
-        for side in ("image_encoder", "text_encoder"):
-            if manifest.get(side) is not None:
-                kwargs[side] = manifest[side]
+        manifest = storage.read_manifest(path, SPACE_FORMAT, SPACE_FORMAT_VERSION)
+        params = manifest.get("params")
+        where = Path(path) / storage.MANIFEST
+        if not isinstance(params, dict):
+            raise storage.AnchorFileError(f"{where} has no 'params' object: it is incomplete.")
+        extra = set(params) - set(_PARAMS)
+        if extra:
+            raise storage.AnchorFileError(f"{where} has unknown params {sorted(extra)}.")
+        kwargs: dict[str, Any] = dict(params)
+        for modality in MODALITIES:
+            side = f"{modality}_encoder"
+            name = manifest.get(side)
+            if side in overrides:
+                continue
+            if not isinstance(name, str):
+                raise ValueError(
+                    f"{path} was saved with a {modality} encoder object that has no name: pass "
+                    f"RelativeSpace.load(path, {side}=...) with the encoder that made it."
+                )
+            kwargs[side] = name
         kwargs.update(overrides)
         space = cls(**kwargs)
         anchors = AnchorSet.load(Path(path) / "anchors", mmap=mmap, verify=verify)
         return space.set_anchors(anchors)
 
-    @property
-    def anchors_(self) -> AnchorSet:
-        """The current anchor set."""
-        return self._snapshot().anchors
-
-    @property
-    def n_anchors_(self) -> int:
-        """N, the number of anchor pairs (= the number of axes)."""
-        return len(self._snapshot().anchors)
-
     # ----------------------------------------------------------------- encoding
-    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
-        """Embed raw images with the image encoder: (n, d) float32, L2-normalised."""
-        return self._embed(images, "image")
+    def encode_images(
+        self,
+        images: Any,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Embed images with the image encoder: (n, d) float32, L2-normalised.
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts with the text encoder: (n, d) float32, L2-normalised."""
-        return self._embed(texts, "text")
+        Args:
+            images: image paths, PIL images, a folder, a NumPy ``uint8`` image array (H x W x
+                3, or n x H x W x 3), torch pixel tensors (3 x H x W or n x 3 x H x W), or an
+                (n, d) embedding array (only normalised).
+            batch_size: images per forward pass (default: the space's).
+            show_progress_bar: a progress bar (default: the space's).
+
+        Example:
+            >>> space = RelativeSpace()
+            >>> space.encode_images(np.array([[3.0, 4.0]]))
+            array([[0.6, 0.8]], dtype=float32)
+        """
+        return self._encode(images, "image", batch_size, show_progress_bar)
+
+    def encode_texts(
+        self,
+        texts: Sequence[str] | np.ndarray,
+        *,
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> np.ndarray:
+        """Embed texts with the text encoder: (n, d) float32, L2-normalised.
+
+        Args:
+            texts: a list of strings, or an (n, d) embedding array (only normalised).
+            batch_size: texts per forward pass (default: the space's).
+            show_progress_bar: a progress bar (default: the space's).
+        """
+        return self._encode(texts, "text", batch_size, show_progress_bar)
 
     # ----------------------------------------------------------------- relative vectors
-    def transform_images(self, images: Sequence[Any] | np.ndarray) -> sp.csr_array:
-        """Sparse relative vectors (n, N) of images (raw inputs or an (n, d) embedding array)."""
-        return self._transform(self._snapshot(), self._embed(images, "image"), "image")
+    def transform_images(self, images: Any) -> sp.csr_array:
+        """Sparse relative vectors (n, N) of images (any input ``encode_images`` takes)."""
+        return self.snapshot().transform(self.encode_images(images), "image")
 
     def transform_texts(self, texts: Sequence[str] | np.ndarray) -> sp.csr_array:
         """Sparse relative vectors (n, N) of texts (strings or an (n, d) embedding array)."""
-        return self._transform(self._snapshot(), self._embed(texts, "text"), "text")
+        return self.snapshot().transform(self.encode_texts(texts), "text")
 
-    def similarity(
-        self, images: Sequence[Any] | np.ndarray, texts: Sequence[str] | np.ndarray
-    ) -> np.ndarray:
+    def similarity(self, images: Any, texts: Sequence[str] | np.ndarray) -> np.ndarray:
         """Scores (n_images, n_texts) in [0, 1]: inner products of the relative vectors."""
-        state = self._snapshot()
-        image_vectors = self._transform(state, self._embed(images, "image"), "image")
-        text_vectors = self._transform(state, self._embed(texts, "text"), "text")
+        snap = self.snapshot()
+        image_vectors = snap.transform(self.encode_images(images), "image")
+        text_vectors = snap.transform(self.encode_texts(texts), "text")
         return sparse_scores(image_vectors, text_vectors)
 
     def zero_shot_classifier(
         self,
         classnames: Sequence[str],
-        templates: Sequence[str | Callable[[str], str]] = ("a photo of a {}.",),
+        templates: str | Sequence[Template] = ("a photo of a {}.",),
         *,
-        combine: Literal["mean", "max"] = "max",
+        combine: Literal["mean", "max"] = DEFAULT.combine,
         prompt_embeddings: np.ndarray | None = None,
     ) -> ZeroShotClassifier:
         """A zero-shot classifier: each class is described by its prompts in the shared space.
 
         Args:
             classnames: the C class names.
-            templates: T ``str.format`` templates (``"a photo of a {}."``) or callables.
+            templates: a named set (``"cifar"``, ``"simple"``, ... of :mod:`asif.templates`),
+                one template string, or T templates: ``str.format`` strings with ``{}`` or
+                ``{c}`` for the class name (``"a photo of a {}."``), or callables.
             combine: ``"max"``: the best score over a class's prompts (the reference code,
                 and asif's measured default); ``"mean"``: the normalised mean of a class's
-                prompt vectors.
+                prompt vectors (CLIP_benchmark's).
             prompt_embeddings: (C, T, d) text embeddings of the prompts, to skip the text encoder.
+
+        Example:
+            >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
+            >>> space.zero_shot_classifier(["a", "b"], prompt_embeddings=np.eye(3)[:2, None])
+            ZeroShotClassifier(n_classes=2, n_templates=1, combine='max')
         """
         return ZeroShotClassifier(
             self, classnames, templates, combine=combine, prompt_embeddings=prompt_embeddings
@@ -403,7 +539,7 @@ class RelativeSpace:
             >>> space.index_gallery(np.eye(3), modality="text")
             Gallery(modality='text', n_items=3)
         """
-        return retrieval.index_gallery(self, items, modality)
+        return index_gallery(self, items, modality)
 
     def search(
         self,
@@ -414,7 +550,7 @@ class RelativeSpace:
         query_modality: Modality | None = None,
         gallery_modality: Modality | None = None,
         chunk: int | None = None,
-    ) -> retrieval.SearchResult:
+    ) -> SearchResult:
         """The ``top_k`` best gallery items per query (image→text, text→image, or same modality).
 
         Queries and gallery are each a :class:`~asif.retrieval.Gallery`, raw inputs, an
@@ -427,7 +563,7 @@ class RelativeSpace:
             >>> space.search(np.eye(3)[[2]], texts, top_k=1, query_modality="image").indices
             array([[2]])
         """
-        return retrieval.search(
+        return search(
             self,
             queries,
             gallery,
@@ -442,7 +578,7 @@ class RelativeSpace:
         return explain_similarity(self, image, text, top=top)
 
     # ----------------------------------------------------------------- internals
-    def _snapshot(self) -> _State:
+    def _current(self) -> _State:
         state = self._state
         if state is None:
             raise RuntimeError(
@@ -451,57 +587,49 @@ class RelativeSpace:
             )
         return state
 
-    def _transform(self, state: _State, embeddings: np.ndarray, modality: Modality) -> sp.csr_array:
-        index = state.image_index if modality == "image" else state.text_index
-        if embeddings.shape[1] != index.d:
-            raise ValueError(
-                f"{modality} embeddings have dimension {embeddings.shape[1]} but the anchors' "
-                f"{modality} embeddings have {index.d}: encode queries with the encoder that made "
-                "the anchors."
-            )
-        k = resolve_k(self.k, index.n)
-        p = check_p(self.p)
-        weights = self._hub_weights(state, modality, k)
-        parts = []
-        for cosines, indices in index.iter_search(embeddings, k):
-            vectors = relative_from_topk(indices, cosines, index.n, p)
-            parts.append(vectors if weights is None else reweight_columns(vectors, weights))
-        return sp.csr_array(sp.vstack(parts, format="csr"))
+    def _check_params(self) -> None:
+        resolve_k(self.k, 1)
+        check_p(self.p)
+        check_hubness(self.hubness)
+        if not isinstance(self.center, (bool, np.bool_)):
+            raise ValueError(f"center must be True or False, got {self.center!r}.")
 
-    def _hub_weights(self, state: _State, modality: Modality, k: int) -> np.ndarray | None:
-        alpha = float(self.hubness)  # validated by set_anchors; hub_weights rejects alpha < 0
-        if alpha == 0:
-            return None
-        key = (modality, k)
-        counts = state.hub_counts.get(key)
-        if counts is None:
-            index = state.image_index if modality == "image" else state.text_index
-            counts = state.hub_counts.setdefault(key, anchor_k_occurrence(index, k))
-        return hub_weights(counts, alpha)
-
-    def _embed(self, inputs: Any, modality: Modality) -> np.ndarray:
-        if isinstance(inputs, np.ndarray) and inputs.dtype != object:
-            if inputs.ndim != 2:
-                raise ValueError(
-                    f"{modality} embeddings must be a 2-D array (n, d), got shape {inputs.shape}; "
-                    "for one vector pass x[None, :]."
+    def _build_state(self, anchors: AnchorSet) -> _State:
+        """Index ``anchors`` (centred copies when ``center``) into a new state."""
+        specs = _index_specs(self.index)
+        means = None
+        vectors: dict[str, Any] = {}
+        if self.center:
+            means = {}
+            for modality in MODALITIES:
+                embeddings = normalize_rows(getattr(anchors, f"{modality}_embeddings"))
+                means[modality] = embeddings.mean(axis=0)
+                vectors[modality] = normalize_rows(
+                    embeddings - means[modality], what=f"centred {modality} anchors"
                 )
-            return normalize_rows(inputs, what=f"{modality} embeddings")
-        if isinstance(inputs, str) and modality == "text":
-            raise ValueError("texts must be a list of strings, not one string: wrap it in a list.")
-        options = {} if self.cache is None else {"cache": self.cache}
-        embeddings = self._get_encoder(modality).encode(
-            inputs, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar, **options
-        )
-        return normalize_rows(np.asarray(embeddings), what=f"{modality} embeddings")
+        else:
+            for modality in MODALITIES:
+                blocks = anchors.blocks(modality)
+                vectors[modality] = blocks[0] if len(blocks) == 1 else blocks
+        indexes = {m: build_index(specs[m], vectors[m], gpu=self.gpu) for m in MODALITIES}
+        return _State(anchors, indexes["image"], indexes["text"], next(_versions), means)
 
-    def _embed_unique(self, images: Any) -> np.ndarray:
-        """Image embeddings, encoding each distinct path once (captioned images often repeat)."""
-        if not _all_paths(images):
-            return self._embed(images, "image")
-        paths = [str(x) for x in images]
-        unique, inverse = np.unique(np.array(paths, dtype=object), return_inverse=True)
-        return self._embed(list(unique), "image")[inverse]
+    def _encode(
+        self, inputs: Any, modality: Modality, batch_size: int | None, show: bool | None
+    ) -> np.ndarray:
+        embeddings = _embedding_array(inputs, modality)
+        if embeddings is not None:
+            return normalize_rows(embeddings, what=f"{modality} embeddings")
+        if modality == "text":
+            inputs = _check_texts(inputs, "texts")
+        options = {} if self.cache is None else {"cache": self.cache}
+        encoded = self._get_encoder(modality).encode(
+            inputs,
+            batch_size=self.batch_size if batch_size is None else batch_size,
+            show_progress_bar=self.show_progress_bar if show is None else show,
+            **options,
+        )
+        return normalize_rows(np.asarray(encoded), what=f"{modality} embeddings")
 
     def _get_encoder(self, modality: Modality) -> Any:
         with self._encoder_lock:
@@ -512,13 +640,20 @@ class RelativeSpace:
 
     def _check_encoders(self, anchors: AnchorSet, current: AnchorSet | None = None) -> None:
         """Refuse anchors made by other encoders than this space's (or than its anchors')."""
-        for modality in ("image", "text"):
+        from asif.encoders import canonical_encoder_name
+
+        for modality in MODALITIES:
             theirs = getattr(anchors, f"{modality}_encoder")
             for what, mine in (
-                ("this space's", self._encoder_name(modality)),  # type: ignore[arg-type]
+                ("this space's", self._encoder_name(modality)),
                 ("the current anchors'", getattr(current, f"{modality}_encoder", None)),
             ):
-                if theirs and mine and _canonical(theirs, modality) != _canonical(mine, modality):
+                if (
+                    theirs
+                    and mine
+                    and canonical_encoder_name(theirs, modality)
+                    != canonical_encoder_name(mine, modality)
+                ):
                     raise ValueError(
                         f"these anchors' {modality} embeddings were made by {theirs!r} but "
                         f"{what} {modality} encoder is {mine!r}: queries and anchors must come "
@@ -527,10 +662,14 @@ class RelativeSpace:
                     )
 
     def _encoder_name(self, modality: Modality) -> str | None:
-        spec = self.image_encoder if modality == "image" else self.text_encoder
+        """The canonical name of this space's encoder (None for an object without a name)."""
+        from asif.encoders import canonical_encoder_name
+
         if modality in self._encoders:
             return getattr(self._encoders[modality], "name", None)
-        return spec if isinstance(spec, str) else getattr(spec, "name", None)
+        spec = self.image_encoder if modality == "image" else self.text_encoder
+        name = spec if isinstance(spec, str) else getattr(spec, "name", None)
+        return canonical_encoder_name(name, modality) if isinstance(name, str) else None
 
 
 def _load_encoder(spec: str | Any, modality: Modality, device: str | None) -> Any:
@@ -544,15 +683,86 @@ def _load_encoder(spec: str | Any, modality: Modality, device: str | None) -> An
     return load(spec, device=device)
 
 
-def _canonical(name: str, modality: str) -> str:
-    """The registry's canonical name for an encoder name (the name itself if it has none)."""
-    from asif.encoders import _registry
+def _index_specs(index: Any) -> dict[str, Any]:
+    """The index spec per modality from ``RelativeSpace(index=...)``."""
+    if isinstance(index, dict):
+        if set(index) != set(MODALITIES):
+            raise ValueError(
+                f"index as a dict needs exactly the keys 'image' and 'text', got {sorted(index)}."
+            )
+        return dict(index)
+    if not isinstance(index, str) and not callable(index):
+        raise TypeError(
+            "an index object serves one modality: pass index={'image': ..., 'text': ...}, or "
+            "a factory string such as 'Flat', or a callable vectors -> index."
+        )
+    return {m: index for m in MODALITIES}
 
-    resolve = _registry.resolve_image_name if modality == "image" else _registry.resolve_text_name
-    try:
-        return resolve(name).name
-    except (ValueError, OSError):
-        return name
+
+def _updatable(state: _State, method: str) -> bool:
+    """True when both indexes can derive an updated copy (``with_added`` / ``without``) and
+    the space is not centred (a new mean moves every centred vector)."""
+    return state.means is None and all(
+        hasattr(index, method) for index in (state.image_index, state.text_index)
+    )
+
+
+def _embedding_array(inputs: Any, modality: Modality) -> np.ndarray | None:
+    """``inputs`` as an (n, d) embedding array, or None when they are raw inputs."""
+    if _is_torch_tensor(inputs):
+        if inputs.ndim != 2:  # pixels: the image encoder takes them
+            return None
+        inputs = inputs.detach().cpu().float().numpy()
+    if not isinstance(inputs, np.ndarray) or inputs.dtype == object:
+        return None
+    if modality == "image" and inputs.dtype == np.uint8 and inputs.ndim in (3, 4):
+        return None  # an image (H x W x 3) or a batch of images (n x H x W x 3)
+    if inputs.ndim != 2:
+        kinds = (
+            "a uint8 image array (H x W x 3 or n x H x W x 3) or " if modality == "image" else ""
+        )
+        raise ValueError(
+            f"{modality} inputs as an array must be {kinds}a 2-D (n, d) embedding array, got "
+            f"shape {inputs.shape} and dtype {inputs.dtype}; for one embedding pass x[None, :]."
+        )
+    return inputs
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "ndim") and hasattr(x, "detach")
+
+
+def _check_texts(texts: Any, what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise ValueError(f"{what} must be a list of strings, not one string: wrap it in a list.")
+    texts = list(texts)
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise TypeError(
+            f"{what} must be strings; item {bad[0]} is a {type(texts[bad[0]]).__name__}."
+        )
+    return texts
+
+
+def _paths(images: Any) -> list[str] | None:
+    """The images as path strings when they are all paths, else None."""
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or _is_torch_tensor(images):
+        return None
+    if images and all(isinstance(x, (str, os.PathLike)) for x in images):
+        return [os.fspath(x) for x in images]
+    return None
+
+
+def _cache_param(cache: Any) -> bool | str | None:
+    """The ``cache`` argument as a manifest can hold it (a cache object by its folder)."""
+    if cache is None or isinstance(cache, bool):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return os.fspath(cache)
+    root = getattr(cache, "root", None)
+    if root is None:
+        raise ValueError(f"cannot record cache={cache!r}: pass True, a folder or None.")
+    return os.fspath(root)
 
 
 def _concat_column(a: list[str] | None, b: list[str] | None, na: int, nb: int) -> list[str] | None:
@@ -563,9 +773,3 @@ def _concat_column(a: list[str] | None, b: list[str] | None, na: int, nb: int) -
 
 def _compress(column: list[str] | None, keep: np.ndarray) -> list[str] | None:
     return None if column is None else list(itertools.compress(column, keep.tolist()))
-
-
-def _all_paths(items: Any) -> bool:
-    from os import PathLike
-
-    return not isinstance(items, np.ndarray) and all(isinstance(x, (str, PathLike)) for x in items)

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-__all__ = ["CIFAR_TEMPLATES", "GENERIC_TEMPLATES", "SIMPLE_TEMPLATES", "TEMPLATES", "get_templates"]
+__all__ = [
+    "CIFAR_TEMPLATES",
+    "GENERIC_TEMPLATES",
+    "SIMPLE_TEMPLATES",
+    "TEMPLATES",
+    "format_prompts",
+    "get_templates",
+]
 
 Template = str | Callable[[str], str]
 
@@ -56,22 +63,49 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 
 
 def get_templates(templates: str | Sequence[Template]) -> tuple[Template, ...]:
-    """Templates by name (``"simple"``, ``"cifar"``, ``"generic"``) or a user's own list, checked."""
+    """Templates by name (``"simple"``, ``"cifar"``, ``"generic"``), one template, or a list.
+
+    A template is a ``str.format`` string with ``{}`` or ``{c}`` (CLIP_benchmark's style) where
+    the class name goes, or a callable ``name -> prompt``.
+
+    Raises:
+        ValueError: an unknown name, an empty list, or a template with no place for the name.
+
+    Example:
+        >>> get_templates("a sketch of a {c}.")
+        ('a sketch of a {c}.',)
+        >>> get_templates(["a {}", "the {c}"])
+        ('a {}', 'the {c}')
+    """
     if isinstance(templates, str):
         if templates in TEMPLATES:
             return TEMPLATES[templates]
-        if "{}" in templates:
+        if _has_slot(templates):
             return (templates,)
         raise ValueError(
-            f"unknown template set {templates!r}: use one of {sorted(TEMPLATES)}, "
-            "or a list of str.format templates such as ['a photo of a {}.']."
+            f"unknown template set {templates!r}: use one of {sorted(TEMPLATES)}, a template "
+            "such as 'a photo of a {}.', or a list of them."
         )
     result = tuple(templates)
     if not result:
         raise ValueError("templates is empty: give at least one, e.g. ['a photo of a {}.'].")
     for t in result:
-        if not callable(t) and (not isinstance(t, str) or "{}" not in t):
+        if not callable(t) and (not isinstance(t, str) or not _has_slot(t)):
             raise ValueError(
-                f"template {t!r} has no '{{}}' for the class name and is not callable."
+                f"template {t!r} has no '{{}}' or '{{c}}' for the class name and is not callable."
             )
     return result
+
+
+def format_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> list[str]:
+    """All prompts, class-major: class 0 with every template, then class 1, ...
+
+    Example:
+        >>> format_prompts(["cat", "dog"], ["a {}.", "my {c}", lambda c: c.upper()])
+        ['a cat.', 'my cat', 'CAT', 'a dog.', 'my dog', 'DOG']
+    """
+    return [t(c) if callable(t) else t.format(c, c=c) for c in classnames for t in templates]
+
+
+def _has_slot(template: str) -> bool:
+    return "{}" in template or "{c}" in template or "{0}" in template

@@ -11,8 +11,8 @@ into one reused buffer) and each query keeps its best k so far:
 2. in every later block, only scores >= the running k-th best can enter the top k, so one
    vectorised comparison keeps a few candidates per query, merged into the best k.
 
-The result is exact for any data and any sample, and equal scores go to the lower position, so
-it does not depend on the blocking or the chunking. Measured in ``benchmarks/bench_relative.py``:
+The result is exact for any data and any sample, and equal scores go to the lower position (:func:`select_topk`, the one rule used by every search and merge),
+so it does not depend on the blocking or the chunking. Measured in ``benchmarks/bench_relative.py``:
 at one million anchors the matrix product is almost all of the time, where FAISS's ``knn``
 with k = 800 spends most of it selecting; at small N FAISS per block is faster, and
 :class:`asif.index.AnchorIndex` uses each where it wins.
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["exact_topk"]
+__all__ = ["exact_topk", "select_topk", "top_k_columns"]
 
 SAMPLE = 4096
 """Scores sampled per query in the first block to place its threshold."""
@@ -124,8 +124,49 @@ def _chunk_topk(
         best_v, best_p = _merge(best_v, best_p, rows[live], vals[live], pos[live], k)
         # The running k-th best (-inf while a row holds fewer than k live scores).
         kth = best_v.min(axis=1) if best_v.shape[1] >= k else np.full(q, -np.inf, np.float32)
-    order = np.lexsort((best_p, -best_v), axis=1)
-    return np.take_along_axis(best_v, order, axis=1), np.take_along_axis(best_p, order, axis=1)
+    return _sorted(best_v, best_p)
+
+
+def select_topk(values: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest values and their positions, best first; ties: lower position.
+
+    The one top-k rule of asif: exact search, the merging of per-segment or per-shard results
+    and retrieval all select with it, so equal scores never depend on how the work was split.
+
+    Args:
+        values: (n, m) scores.
+        positions: (n, m) integer positions of those scores (broadcastable views are fine).
+        k: how many to keep per row (capped at m).
+
+    Example:
+        >>> v = np.array([[0.5, 0.75, 0.5, 0.25]], np.float32)
+        >>> p = np.array([[7, 3, 2, 9]])
+        >>> [x.tolist() for x in select_topk(v, p, 2)]
+        [[[0.75, 0.5]], [[3, 2]]]
+    """
+    values = np.asarray(values)
+    positions = np.broadcast_to(np.asarray(positions), values.shape)
+    k = min(int(k), values.shape[1])
+    if values.shape[1] > k:
+        values, positions = _best_k(values, positions, k)
+    return _sorted(values, positions)
+
+
+def top_k_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` best scores, best first; ties: lower column.
+
+    Example:
+        >>> top_k_columns(np.array([[0.2, 0.7, 0.7, 0.1]]), 2).tolist()
+        [[1, 2]]
+    """
+    columns = np.broadcast_to(np.arange(scores.shape[1], dtype=np.int64), scores.shape)
+    return select_topk(scores, columns, k)[1]
+
+
+def _sorted(vals: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by decreasing value, equal values by increasing position."""
+    order = np.lexsort((pos, -vals), axis=1)
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(pos, order, axis=1)
 
 
 _NO_POSITION = np.iinfo(np.int64).max

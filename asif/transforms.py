@@ -11,7 +11,9 @@ reference). They were measured on held-out data (``benchmarks/bench_zeroshot.py`
   Pooled CNN features are all non-negative, so raw cosines crowd into a narrow band.
 - :func:`hub_weights`: down-weight *hub* anchors, the ones that appear in many top-k lists, by
   a power of their k-occurrence among the anchors' own top-k lists (:func:`anchor_k_occurrence`).
-- :func:`reweight_columns`: apply such per-anchor weights to sparse relative vectors.
+
+:class:`asif.RelativeSpace` switches them with its ``k``, ``center`` and ``hubness`` options and
+applies the weights with :func:`asif.relative.reweight_columns`.
 
 Example:
     >>> adaptive_k(2_000), adaptive_k(35_455), adaptive_k(1_600_000)
@@ -20,8 +22,10 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-import scipy.sparse as sp
 
 from asif.relative import check_k, normalize_rows
 
@@ -29,10 +33,10 @@ __all__ = [
     "Centering",
     "adaptive_k",
     "anchor_k_occurrence",
+    "check_hubness",
     "hub_weights",
     "k_occurrence",
     "resolve_k",
-    "reweight_columns",
 ]
 
 _K_FRACTION = 20
@@ -68,7 +72,7 @@ def resolve_k(k: int | str, n_anchors: int) -> int:
         >>> resolve_k(800, 300), resolve_k("auto", 3_000)
         (300, 150)
     """
-    if isinstance(k, str):
+    if isinstance(k, str) or k is None:
         if k != "auto":
             raise ValueError(f"k must be an integer >= 1 or 'auto', got {k!r}.")
         return min(adaptive_k(n_anchors), n_anchors)
@@ -111,7 +115,13 @@ def k_occurrence(indices: np.ndarray, n_anchors: int) -> np.ndarray:
     return np.bincount(indices[indices >= 0], minlength=n_anchors)[:n_anchors]
 
 
-def anchor_k_occurrence(index, k: int, sample: int | None = None) -> np.ndarray:
+def anchor_k_occurrence(
+    index: Any,
+    k: int,
+    *,
+    rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    sample: int | None = None,
+) -> np.ndarray:
     """k-occurrence of each anchor among the top-k lists of (a random sample of) the anchors.
 
     The sample holds ``min(N, 4096)`` anchors (seed 0), fewer where N is so large that its
@@ -119,8 +129,10 @@ def anchor_k_occurrence(index, k: int, sample: int | None = None) -> np.ndarray:
     rank anchors by how hub-like they are.
 
     Args:
-        index: an :class:`asif.index.AnchorIndex` over one modality's anchors.
+        index: an index over one modality's anchors (:class:`asif.index.AnchorSearch`).
         k: list length (as used for the relative vectors).
+        rows: ``rows(positions) -> (m, d)`` anchor vectors as the index holds them; default
+            ``index.rows``.
         sample: anchors searched; ``None``: the rule above.
 
     Example:
@@ -132,40 +144,43 @@ def anchor_k_occurrence(index, k: int, sample: int | None = None) -> np.ndarray:
     n = index.n
     if sample is None:
         sample = max(256, min(_HUB_SAMPLE, int(_HUB_SAMPLE_FLOPS / (2 * n * index.d))))
-    rows = np.arange(n)
+    positions = np.arange(n)
     if n > sample:
-        rows = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
-    _, indices = index.search(index.rows(rows), k)
+        positions = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
+    _, indices = index.search((rows or index.rows)(positions), k)
     return k_occurrence(indices, n)
 
 
+def check_hubness(alpha: float) -> float:
+    """Validate a hub-weight exponent: a finite number >= 0 (0 turns hub weights off).
+
+    Example:
+        >>> check_hubness(0.5)
+        0.5
+    """
+    if (
+        isinstance(alpha, (bool, np.bool_))
+        or not isinstance(alpha, (int, float, np.number))
+        or not np.isfinite(alpha)
+        or alpha < 0
+    ):
+        raise ValueError(
+            f"hubness must be a finite number >= 0 (0 turns hub weights off), got {alpha!r}."
+        )
+    return float(alpha)
+
+
 def hub_weights(counts: np.ndarray, alpha: float) -> np.ndarray:
-    """Per-anchor weights ``((count + 1) / mean(count + 1)) ** -alpha``; alpha = 0 gives ones.
+    """Per-anchor weights proportional to ``(count + 1) ** -alpha``, the largest one being 1.
+
+    Only ratios matter (relative vectors are renormalised after weighting), so the weights are
+    computed in log space and scaled to a maximum of 1: any ``alpha`` gives finite weights in
+    (0, 1] (or underflows towards 0 for extreme ones), never NaN. alpha = 0 gives ones.
 
     Example:
         >>> [round(float(w), 3) for w in hub_weights(np.array([0, 0, 2]), 1.0)]
-        [1.667, 1.667, 0.556]
+        [1.0, 1.0, 0.333]
     """
-    if alpha < 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha!r}.")
-    c = np.asarray(counts, dtype=np.float64) + 1.0
-    return ((c / c.mean()) ** -float(alpha)).astype(np.float32)
-
-
-def reweight_columns(vectors: sp.csr_array, weights: np.ndarray) -> sp.csr_array:
-    """Multiply column j of each row by ``weights[j]`` and renormalise the rows.
-
-    Applied to ``normalise(s ** p)`` this gives ``normalise(weights * s ** p)``: the weights act
-    on the powered cosines. Empty rows stay empty.
-
-    Example:
-        >>> v = sp.csr_array(np.array([[0.6, 0.8]], dtype=np.float32))
-        >>> reweight_columns(v, np.array([2.0, 0.75])).toarray().round(3)
-        array([[0.894, 0.447]], dtype=float32)
-    """
-    v = sp.csr_array(vectors, copy=True)
-    v.data = (v.data * np.asarray(weights, dtype=np.float32)[v.indices]).astype(np.float32)
-    norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).reshape(-1))
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    v.data *= np.repeat(scale, np.diff(v.indptr)).astype(np.float32)
-    return v
+    alpha = check_hubness(alpha)
+    log_c = np.log(np.asarray(counts, dtype=np.float64) + 1.0)
+    return np.exp(-alpha * (log_c - log_c.min()))

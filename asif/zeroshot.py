@@ -1,42 +1,25 @@
 """Zero-shot classification in a relative space: class names x prompt templates -> class vectors.
 
-The prompts' text embeddings are kept, so when the space's anchors change the class vectors are
-rebuilt against the new anchors on the next call: a classifier never mixes two anchor sets.
+The prompts' text embeddings are kept, so when the space's anchors (or its k, p, hubness)
+change the class vectors are rebuilt against the new snapshot on the next call: a classifier
+never mixes two anchor sets.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from asif.explain import Explanation, explain_vectors
-from asif.relative import (
-    mean_of_row_groups,
-    normalize_rows,
-    normalize_sparse_rows,
-    sparse_scores,
-)
-
-if TYPE_CHECKING:
-    from asif.space import RelativeSpace, _State
+from asif.relative import class_scores, class_vectors, normalize_rows, sparse_scores
+from asif.snapshot import SpaceLike, SpaceSnapshot
+from asif.templates import Template, format_prompts, get_templates
 
 __all__ = ["ZeroShotClassifier", "format_prompts"]
-
-Template = str | Callable[[str], str]
-
-
-def format_prompts(classnames: Sequence[str], templates: Sequence[Template]) -> list[str]:
-    """All prompts, class-major: class 0 with every template, then class 1, ...
-
-    Example:
-        >>> format_prompts(["cat", "dog"], ["a {}.", lambda c: f"my {c}"])
-        ['a cat.', 'my cat', 'a dog.', 'my dog']
-    """
-    return [t(c) if callable(t) else t.format(c) for c in classnames for t in templates]
 
 
 class ZeroShotClassifier:
@@ -57,17 +40,22 @@ class ZeroShotClassifier:
 
     def __init__(
         self,
-        space: RelativeSpace,
+        space: SpaceLike,
         classnames: Sequence[str],
-        templates: Sequence[Template] = ("a photo of a {}.",),
+        templates: str | Sequence[Template] = ("a photo of a {}.",),
         *,
         combine: Literal["mean", "max"] = "max",
         prompt_embeddings: np.ndarray | None = None,
         temperature: float = 0.01,
     ) -> None:
-        classnames = [str(c) for c in classnames] if not isinstance(classnames, str) else []
+        if isinstance(classnames, str):
+            raise ValueError("classnames must be a list of class names, not one string.")
+        classnames = list(classnames)
         if not classnames:
             raise ValueError("classnames is empty: give at least one class name (a list of str).")
+        bad = [c for c in classnames if not isinstance(c, str)]
+        if bad:
+            raise TypeError(f"class names must be strings, got {type(bad[0]).__name__} {bad[0]!r}.")
         if len(set(classnames)) != len(classnames):
             raise ValueError("classnames has duplicates: each class needs a distinct name.")
         if combine not in ("mean", "max"):
@@ -75,9 +63,7 @@ class ZeroShotClassifier:
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         if prompt_embeddings is None:
-            templates = list(templates)
-            if not templates:
-                raise ValueError("templates is empty: give at least one, e.g. 'a photo of a {}.'.")
+            templates = get_templates(templates)
             prompts = space.encode_texts(format_prompts(classnames, templates))
             n_templates = len(templates)
         else:
@@ -98,8 +84,8 @@ class ZeroShotClassifier:
         self.n_templates = n_templates
         self.prompt_embeddings_ = prompts
         self._lock = threading.Lock()
-        self._cached: tuple[int, sp.csr_array] | None = None
-        self._class_vectors(space._snapshot())  # fail now, not at the first predict
+        self._cached: tuple[Any, sp.csr_array] | None = None
+        self.class_vectors(space.snapshot())  # fail now, not at the first predict
 
     def __repr__(self) -> str:
         return (
@@ -107,17 +93,17 @@ class ZeroShotClassifier:
             f"combine={self.combine!r})"
         )
 
-    def decision_function(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+    def decision_function(self, images: Any) -> np.ndarray:
         """Scores (n_images, n_classes): higher means more likely that class."""
-        state = self.space._snapshot()
-        image_vectors = self.space._transform(state, self.space._embed(images, "image"), "image")
-        return self._combine(sparse_scores(image_vectors, self._class_vectors(state)))
+        snap = self.space.snapshot()
+        image_vectors = snap.transform(self.space.encode_images(images), "image")
+        return self._class_scores(sparse_scores(image_vectors, self.class_vectors(snap)))
 
-    def predict(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+    def predict(self, images: Any) -> np.ndarray:
         """The best-scoring class name of each image."""
         return self.classes_[np.argmax(self.decision_function(images), axis=1)]
 
-    def predict_proba(self, images: Sequence[Any] | np.ndarray) -> np.ndarray:
+    def predict_proba(self, images: Any) -> np.ndarray:
         """Softmax of the scores divided by ``temperature``: (n_images, n_classes), rows sum to 1."""
         logits = self.decision_function(images).astype(np.float64) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
@@ -136,42 +122,49 @@ class ZeroShotClassifier:
         Returns:
             An :class:`~asif.explain.Explanation`; ``print()`` it for a table of captions.
         """
-        if isinstance(image, np.ndarray) and image.dtype != object:
+        if isinstance(image, np.ndarray) and image.dtype != object and image.dtype != np.uint8:
             image = image.reshape(1, -1) if image.ndim == 1 else image
             if image.shape[0] != 1:
                 raise ValueError(f"explain takes one image, got {image.shape[0]} embeddings.")
         else:
             image = [image]
-        state = self.space._snapshot()
-        vector = self.space._transform(state, self.space._embed(image, "image"), "image")
-        scores = sparse_scores(vector, self._class_vectors(state))
-        predicted = int(np.argmax(self._combine(scores)[0]))
-        target = self._vector_of(state, scores, predicted)
+        snap = self.space.snapshot()
+        vector = snap.transform(self.space.encode_images(image), "image")
+        scores = sparse_scores(vector, self.class_vectors(snap))
+        predicted = int(np.argmax(self._class_scores(scores)[0]))
+        target = self._vector_of(snap, scores, predicted)
         if against is not None:
             other = self._class_position(against)
-            target = sp.csr_array(target - self._vector_of(state, scores, other))
+            target = sp.csr_array(target - self._vector_of(snap, scores, other))
         return explain_vectors(
             vector,
             target,
-            state.anchors,
+            snap.anchors,
             top=top,
             label=str(self.classes_[predicted]),
             against=against,
         )
 
-    def _combine(self, scores: np.ndarray) -> np.ndarray:
-        if self.combine == "max":
-            return scores.reshape(scores.shape[0], len(self.classes_), self.n_templates).max(-1)
-        return scores
+    def class_vectors(self, snapshot: SpaceSnapshot) -> sp.csr_array:
+        """The vectors images are scored against on ``snapshot``'s anchors: one per prompt
+        (``"max"``) or one per class (``"mean"``); cached per snapshot key."""
+        with self._lock:
+            if self._cached is not None and self._cached[0] == snapshot.key:
+                return self._cached[1]
+            prompt_vectors = snapshot.transform(self.prompt_embeddings_, "text")
+            vectors = class_vectors(prompt_vectors, self.n_templates, self.combine)
+            self._cached = (snapshot.key, vectors)
+            return vectors
 
-    def _vector_of(self, state: _State, scores: np.ndarray, position: int) -> sp.csr_array:
+    def _class_scores(self, scores: np.ndarray) -> np.ndarray:
+        return class_scores(scores, len(self.classes_), self.n_templates, self.combine)
+
+    def _vector_of(self, snap: SpaceSnapshot, scores: np.ndarray, position: int) -> sp.csr_array:
         """The vector class ``position`` was scored with: its class vector, or its best prompt."""
-        vectors = self._class_vectors(state)
+        vectors = self.class_vectors(snap)
         if self.combine == "max":
-            best = np.argmax(
-                scores[0, position * self.n_templates : (position + 1) * self.n_templates]
-            )
-            position = position * self.n_templates + int(best)
+            t = self.n_templates
+            position = position * t + int(np.argmax(scores[0, position * t : (position + 1) * t]))
         return sp.csr_array(vectors[[position]])
 
     def _class_position(self, name: str) -> int:
@@ -179,14 +172,3 @@ class ZeroShotClassifier:
         if found.size == 0:
             raise ValueError(f"unknown class {name!r}; the classes are {list(self.classes_)}.")
         return int(found[0])
-
-    def _class_vectors(self, state: _State) -> sp.csr_array:
-        """Prompt vectors ("max") or class vectors ("mean") against ``state``'s anchors."""
-        with self._lock:
-            if self._cached is not None and self._cached[0] == state.version:
-                return self._cached[1]
-            vectors = self.space._transform(state, self.prompt_embeddings_, "text")
-            if self.combine == "mean":
-                vectors = normalize_sparse_rows(mean_of_row_groups(vectors, self.n_templates))
-            self._cached = (state.version, vectors)
-            return vectors

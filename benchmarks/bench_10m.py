@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from asif.compressed import CompressedIndex
 from bench_index import embed, recall
 
-from asif.compressed import CompressedIndex
 from asif.index import _merge_topk
 from asif.relative import relative_from_topk, sparse_scores
 from asif.topk import exact_topk

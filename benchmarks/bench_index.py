@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from asif.datasets import data_root, load_anchor_pairs
+from asif.metrics import top_k_accuracy
 
 from asif import AnchorSet, RelativeSpace
 from asif.data import read_image_folder
-from asif.datasets import data_root, load_anchor_pairs
 from asif.encoders import load_image_encoder, load_text_encoder
 from asif.index import AnchorIndex
-from asif.metrics import top_k_accuracy
 from asif.templates import CIFAR_TEMPLATES
 from asif.transforms import resolve_k
 from asif.zeroshot import format_prompts
@@ -103,7 +103,7 @@ def main() -> None:
     for factory in args.factories:
         t = time.perf_counter()
         space = RelativeSpace(index=factory, gpu=False).set_anchors(anchors)
-        state = space._snapshot()
+        state = space.snapshot()
         build = time.perf_counter() - t
         r_img = recall(exact_img, state.image_index.search(sample, k)[1])
         r_txt = recall(exact_txt, state.text_index.search(prompts, k)[1])

@@ -34,11 +34,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-
-from asif import AnchorSet
-from asif.data import read_image_folder
 from asif.datasets import data_root, load_anchor_pairs
-from asif.encoders import load_image_encoder, load_text_encoder
 from asif.evaluate import (
     DEFAULT,
     PAPER,
@@ -50,6 +46,10 @@ from asif.evaluate import (
     plot_anchor_curve,
     retrieval_report,
 )
+
+from asif import AnchorSet
+from asif.data import read_image_folder
+from asif.encoders import load_image_encoder, load_text_encoder
 from asif.templates import CIFAR_TEMPLATES
 from asif.zeroshot import format_prompts
 

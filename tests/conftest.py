@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 _DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+if _DEFAULT_DATA.is_dir():  # this checkout's data folder, for named sources (asif.eval.sources)
+    os.environ.setdefault("ASIF_DATA", str(_DEFAULT_DATA))
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from asif.compressed import CompressedIndex, uncentred_projection
 from asif.data import read_caption_pairs
 from asif.index import AnchorIndex, gpu_available
+from asif.index.compressed import CompressedIndex, uncentred_projection
 
 K = 50
 

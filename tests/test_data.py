@@ -206,7 +206,7 @@ def test_real_cifar10_test_folder(data_dir) -> None:
 
 
 def test_named_anchor_sources_concatenate(data_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from asif.datasets import load_anchor_pairs
+    from asif.eval.sources import load_anchor_pairs
 
     monkeypatch.setenv("ASIF_DATA", str(data_dir))
     coco = load_anchor_pairs("coco-mini")

@@ -10,7 +10,7 @@ import pytest
 
 from asif import AnchorSet
 from asif.cli import main
-from asif.evaluate import (
+from asif.eval import (
     PAPER,
     Setting,
     classification_report,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import asif.index
+import asif.index.exact
 import asif.topk
 from asif import AnchorSet, RelativeSpace
 from asif.index import AnchorIndex
@@ -20,9 +20,9 @@ from tests.reference import dense_relative
 def small_segments(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Segments of 32 rows, so small sets exercise multi-segment search, merging, compaction;
     searched both ways exact search can run (FAISS per segment, asif.topk streaming)."""
-    monkeypatch.setattr(asif.index, "SEGMENT_ROWS", 32)
+    monkeypatch.setattr(asif.index.exact, "SEGMENT_ROWS", 32)
     if request.param == "streaming":
-        monkeypatch.setattr(asif.index, "_STREAM_MIN_ROWS", 0)
+        monkeypatch.setattr(asif.index.exact, "_STREAM_MIN_ROWS", 0)
         monkeypatch.setattr(asif.topk, "SAMPLE", 8)
 
 
@@ -120,7 +120,7 @@ def test_heavy_removal_compacts_segments_and_stays_exact(small_segments: None) -
     space = RelativeSpace(hubness=0, p=8, k=15).set_anchors(anchors)
     removed = np.arange(10, 150)  # whole segments and most of others
     space.remove_anchors(removed)
-    index = space._snapshot().image_index
+    index = space.snapshot().image_index
     assert all(s.ranks is None or s.n_removed * 8 <= s.vectors.shape[0] for s in index._segments)
     _assert_matches_reference(space, anchors.select(~np.isin(anchors.ids, removed)))
 
@@ -132,7 +132,7 @@ def test_many_small_adds_are_merged_and_stay_exact(small_segments: None) -> None
         more = _anchors(3, seed=100 + i, first_id=space.next_id_)
         space.add_anchors(more)
         expected = expected.concat(more)
-    assert len(space._snapshot().image_index._segments) < 15
+    assert len(space.snapshot().image_index._segments) < 15
     _assert_matches_reference(space, expected)
 
 
@@ -155,7 +155,7 @@ def test_classifier_follows_add_and_remove() -> None:
 
 def test_unknown_or_bad_ids_are_clear_errors_and_change_nothing() -> None:
     space = RelativeSpace(hubness=0, p=8, k=5).set_anchors(_anchors(20, seed=11))
-    state = space._snapshot()
+    state = space.snapshot()
     with pytest.raises(KeyError, match=r"unknown anchor ids: \[99\]"):
         space.remove_anchors([3, 99])
     with pytest.raises(ValueError, match="more than once"):
@@ -166,7 +166,7 @@ def test_unknown_or_bad_ids_are_clear_errors_and_change_nothing() -> None:
         space.add_anchors(_anchors(2, seed=12))
     with pytest.raises(ValueError, match="dims"):
         space.add_anchors(AnchorSet(np.eye(3), np.eye(3), ids=[50, 51, 52]))
-    assert space._snapshot() is state
+    assert space.snapshot().key == state.key
     assert space.remove_anchors([]).n_anchors_ == 20
 
 
@@ -200,5 +200,5 @@ def test_approximate_index_rebuilds_on_add_and_remove() -> None:
     )  # one list: exhaustive
     space.remove_anchors(np.arange(0, 30)).add_anchors(_anchors(10, seed=18, first_id=500))
     expected = anchors.select(np.arange(30, 120)).concat(_anchors(10, seed=18, first_id=500))
-    assert space._snapshot().image_index._faiss is not None
+    assert space.snapshot().image_index._faiss is not None
     _assert_matches_reference(space, expected)

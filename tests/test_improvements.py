@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from asif import AnchorSet, RelativeSpace
-from asif.evaluate import PAPER, Engine, Setting, parse_setting, zero_shot_scores
-from asif.transforms import Centering, adaptive_k, hub_weights, k_occurrence, reweight_columns
+from asif.eval import PAPER, Setting, Workbench, parse_setting
+from asif.relative import reweight_columns
+from asif.transforms import Centering, adaptive_k, hub_weights, k_occurrence
 from tests.reference import dense_relative, dense_zero_shot_scores, unit
 
 
@@ -57,7 +58,7 @@ def test_paper_setting_is_the_dense_reference(data: dict[str, np.ndarray]) -> No
         False,
         0.0,
     )
-    scores = zero_shot_scores(data["queries"], data["prompts"], _anchors(data), PAPER)
+    scores = Workbench(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], PAPER)
     np.testing.assert_allclose(scores, _reference(data, 800, 8.0, "max"), atol=1e-5)
 
 
@@ -67,7 +68,7 @@ def test_improvements_off_match_reference_and_relative_space(
     data: dict[str, np.ndarray], combine: str, k: int, p: float
 ) -> None:
     setting = Setting("off", k=k, p=p, combine=combine)  # type: ignore[arg-type]
-    scores = Engine(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], setting)
+    scores = Workbench(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], setting)
     np.testing.assert_allclose(scores, _reference(data, k, p, combine), atol=1e-5)
 
     space = RelativeSpace(k=k, p=p, hubness=0).set_anchors(_anchors(data))
@@ -79,7 +80,7 @@ def test_improvements_off_match_reference_and_relative_space(
 
 def test_centring_matches_a_dense_centred_reference(data: dict[str, np.ndarray]) -> None:
     setting = Setting("c", k=60, p=4.0, combine="mean", center=True)
-    scores = Engine(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], setting)
+    scores = Workbench(_anchors(data)).zero_shot_scores(data["queries"], data["prompts"], setting)
     expected = _reference(data, 60, 4.0, "mean", center=True)
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert not np.allclose(scores, _reference(data, 60, 4.0, "mean"), atol=1e-3)
@@ -87,8 +88,8 @@ def test_centring_matches_a_dense_centred_reference(data: dict[str, np.ndarray])
 
 def test_hub_weighting_matches_a_dense_reweighted_reference(data: dict[str, np.ndarray]) -> None:
     setting = Setting("h", k=60, p=4.0, combine="max", hubness=0.5)
-    engine = Engine(_anchors(data))
-    scores = engine.zero_shot_scores(data["queries"], data["prompts"], setting)
+    bench = Workbench(_anchors(data))
+    scores = bench.zero_shot_scores(data["queries"], data["prompts"], setting)
     # hub counts: each anchor's occurrences in the anchors' own top-60 lists (N < sample size)
     wi = hub_weights(_dense_k_occurrence(data["images"], 60), 0.5)
     wt = hub_weights(_dense_k_occurrence(data["texts"], 60), 0.5)
@@ -132,11 +133,11 @@ def _dense_k_occurrence(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def test_sweeps_reuse_one_search_and_agree_with_fresh_engines(data: dict[str, np.ndarray]) -> None:
-    engine = Engine(_anchors(data))
+    bench = Workbench(_anchors(data))
     queries = data["queries"]
-    big = engine.zero_shot_scores(queries, data["prompts"], Setting("a", k=300, p=2.0))
-    small = engine.zero_shot_scores(queries, data["prompts"], Setting("b", k=20, p=2.0))
-    fresh = Engine(_anchors(data)).zero_shot_scores(
+    big = bench.zero_shot_scores(queries, data["prompts"], Setting("a", k=300, p=2.0))
+    small = bench.zero_shot_scores(queries, data["prompts"], Setting("b", k=20, p=2.0))
+    fresh = Workbench(_anchors(data)).zero_shot_scores(
         queries, data["prompts"], Setting("b", k=20, p=2.0)
     )
     np.testing.assert_allclose(small, fresh, atol=1e-6)
@@ -151,7 +152,7 @@ def test_transform_pieces() -> None:
     with pytest.raises(ValueError, match="n_anchors"):
         adaptive_k(0)
     np.testing.assert_array_equal(hub_weights(np.array([3, 0, 9]), 0.0), [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="hubness must be"):
         hub_weights(np.array([1]), -1.0)
     assert k_occurrence(np.array([[1, 1], [2, -1]]), 3).tolist() == [0, 2, 1]
     import scipy.sparse as sp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asif.metrics import (
+from asif.eval.metrics import (
     confusion_matrix,
     mean_per_class_accuracy,
     most_confused,

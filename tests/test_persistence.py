@@ -81,7 +81,7 @@ def test_float16_storage_halves_files_and_computes_in_float32(tmp_path: Path) ->
     assert b.dtype == np.float16 and b.nbytes * 2 == a.nbytes
     np.testing.assert_array_equal(b.image_embeddings, a.image_embeddings.astype(np.float16))
     space = RelativeSpace(k=20).set_anchors(b)
-    assert space._snapshot().image_index.vectors().dtype == np.float32
+    assert space.snapshot().image_index.vectors().dtype == np.float32
     scores, _ = _predictions(space)
     reference, _ = _predictions(RelativeSpace(k=20).set_anchors(a))
     np.testing.assert_allclose(scores, reference, atol=0.05)
@@ -198,12 +198,12 @@ def test_pickled_arrays_are_refused(tmp_path: Path) -> None:
 def test_encoder_mismatch_is_refused_and_space_unchanged() -> None:
     space = RelativeSpace(k=5, image_encoder="img-a", text_encoder="txt-a")
     space.set_anchors(_anchors(image_encoder="img-a", text_encoder="txt-a"))
-    state = space._snapshot()
+    state = space.snapshot()
     with pytest.raises(ValueError, match=r"made by 'img-b'.*the space is unchanged"):
         space.set_anchors(_anchors(image_encoder="img-b", text_encoder="txt-a"))
     with pytest.raises(ValueError, match="text embeddings were made by 'txt-b'"):
         space.add_anchors(_anchors(n=3, seed=5, text_encoder="txt-b"))
-    assert space._snapshot() is state
+    assert space.snapshot().key == state.key
     # Aliases of one encoder are the same encoder; unnamed anchors are accepted.
     RelativeSpace(k=5).set_anchors(_anchors(image_encoder="efficientnet-lite0"))
     RelativeSpace(k=5, image_encoder="img-a").set_anchors(_anchors())

@@ -120,7 +120,7 @@ def test_chunked_search_equals_one_chunk() -> None:
     queries = rng.normal(size=(1001, 32))
     space = RelativeSpace(hubness=0, k=50, p=8).set_anchors(anchors)
     whole = space.transform_images(queries)
-    space._snapshot().image_index.query_batch = 97
+    space.snapshot().image_index.query_batch = 97
     chunked = space.transform_images(queries)
     assert (whole != chunked).nnz == 0
 

@@ -142,7 +142,7 @@ def test_wrong_query_dimension(data: dict[str, np.ndarray]) -> None:
     space = _space(data)
     with pytest.raises(ValueError, match="dimension 31 but the anchors' image embeddings have 32"):
         space.transform_images(np.ones((2, 31)))
-    with pytest.raises(ValueError, match="2-D array"):
+    with pytest.raises(ValueError, match=r"2-D \(n, d\) embedding array"):
         space.transform_texts(np.ones(16))
     with pytest.raises(ValueError, match="NaN"):
         space.transform_images(np.full((1, 32), np.nan))

@@ -11,7 +11,7 @@ Example:
     >>> texts = load_text_encoder("default").encode(["a photo of a cat."])  # doctest: +SKIP
 """
 
-from ._registry import image_encoder_names, text_encoder_names
+from ._registry import canonical_encoder_name, image_encoder_names, text_encoder_names
 from .cache import EmbeddingCache
 from .image import ImageDecodeError, ImageEncoder, SkippedImage, load_image, load_image_encoder
 from .text import TextEncoder, load_text_encoder
@@ -22,6 +22,7 @@ __all__ = [
     "ImageEncoder",
     "SkippedImage",
     "TextEncoder",
+    "canonical_encoder_name",
     "image_encoder_names",
     "load_image",
     "load_image_encoder",

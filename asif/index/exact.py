@@ -1,4 +1,4 @@
-"""FAISS top-k inner-product search over L2-normalised anchor vectors.
+"""``AnchorIndex``: exact (or FAISS) top-k inner-product search over L2-normalised anchor vectors.
 
 This module knows vectors, not images or captions.
 
@@ -24,22 +24,27 @@ a FAISS index over a copy of the vectors; ``with_added``/``without`` then rebuil
 Asking for a GPU that is not there is an error, never a silent fallback.
 
 Anchor sets too large to hold as float32 (10M image anchors take 51 GB) go to
-:class:`asif.compressed.CompressedIndex` instead, built block by block.
+:class:`asif.index.CompressedIndex` instead, built block by block.
 """
 
 from __future__ import annotations
 
 import mmap
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import faiss
 import numpy as np
 
-from asif.topk import exact_topk
+from asif.index.factory import (
+    auto_factory,
+    build_faiss_index,
+    concatenate_chunks,
+    resolve_gpu,
+)
+from asif.topk import exact_topk, select_topk
 
-__all__ = ["SEGMENT_ROWS", "AnchorIndex", "auto_factory", "gpu_available"]
+__all__ = ["SEGMENT_ROWS", "AnchorIndex"]
 
 DEFAULT_QUERY_BATCH = 4096
 SEGMENT_ROWS = 1 << 16
@@ -53,15 +58,12 @@ _COMPACT_FRACTION = 8
 """A segment is rewritten without its removed rows once more than 1/8 of them are removed."""
 
 
-def gpu_available() -> bool:
-    """True when the installed FAISS was built with GPU support and sees at least one GPU."""
-    return hasattr(faiss, "index_cpu_to_all_gpus") and faiss.get_num_gpus() > 0
-
-
 def _exact_search(
     vectors: np.ndarray, queries: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k inner products of ``queries`` against ``vectors`` (both float32, C-order)."""
+    import faiss
+
     return faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
 
 
@@ -102,9 +104,10 @@ class AnchorIndex:
     """Top-k inner-product search over one modality's anchors.
 
     Args:
-        vectors: (N, d) anchor vectors, rows already L2-normalised. float32 C-contiguous arrays
-            (memory-mapped ones included) are used in place, without a copy, for exact search;
-            other dtypes (float16) are converted to float32 once.
+        vectors: (N, d) anchor vectors, rows already L2-normalised, or a sequence of such row
+            blocks (the shards of a saved set), searched as if concatenated. float32
+            C-contiguous arrays (memory-mapped ones included) are used in place, without a
+            copy, for exact search; other dtypes (float16) are converted to float32 once.
         factory: ``"Flat"`` for exact search, ``"auto"`` (``auto_factory``: exact up to 2M
             anchors, then IVF-HNSW with Flat, SQ8 or OPQ-PQ codes within a memory budget), or any
             ``faiss.index_factory`` string (e.g. ``"IVF1024,Flat"``, ``"HNSW32"``), optionally
@@ -125,17 +128,15 @@ class AnchorIndex:
 
     def __init__(
         self,
-        vectors: np.ndarray,
+        vectors: np.ndarray | Sequence[np.ndarray],
         *,
         factory: str = "Flat",
         gpu: bool | str = "auto",
         query_batch: int = DEFAULT_QUERY_BATCH,
     ) -> None:
-        vectors = _as_float32(vectors)
-        if vectors.ndim != 2 or vectors.shape[0] == 0:
-            raise ValueError(
-                f"anchor vectors must be a non-empty (N, d) array, got {vectors.shape}."
-            )
+        _, d = block_shape(vectors)
+        blocks = [vectors] if isinstance(vectors, np.ndarray) else list(vectors)
+        blocks = [_as_float32(b) for b in blocks if b.shape[0]]
         if query_batch < 1:
             raise ValueError(f"query_batch must be >= 1, got {query_batch}.")
         self.factory = factory
@@ -143,10 +144,11 @@ class AnchorIndex:
         self.query_batch = int(query_batch)
         self.on_gpu = resolve_gpu(gpu)
         segments = tuple(
-            _Segment(vectors[start : start + SEGMENT_ROWS])
-            for start in range(0, vectors.shape[0], SEGMENT_ROWS)
+            _Segment(block[start : start + SEGMENT_ROWS])
+            for block in blocks
+            for start in range(0, block.shape[0], SEGMENT_ROWS)
         )
-        self._setup(segments, vectors.shape[1], whole=vectors)
+        self._setup(segments, d, whole=blocks[0] if len(blocks) == 1 else None)
 
     def _setup(self, segments: tuple[_Segment, ...], d: int, whole: np.ndarray | None) -> None:
         self._segments = segments
@@ -154,10 +156,10 @@ class AnchorIndex:
         alive = np.array([s.n_alive for s in segments], dtype=np.int64)
         self._ends = np.cumsum(alive)
         self.n, self.d = int(self._ends[-1]), d
-        self._faiss: faiss.Index | None = None
+        self._faiss: Any = None
         self.factory_ = auto_factory(self.n, d) if self.factory == "auto" else self.factory
         if self.factory_ != "Flat" or self.on_gpu:
-            self._faiss = _build_faiss_index(self.vectors(), self.factory_, self.on_gpu)
+            self._faiss = build_faiss_index(self.vectors(), self.factory_, self.on_gpu)
 
     def _derived(self, segments: tuple[_Segment, ...]) -> AnchorIndex:
         new = object.__new__(AnchorIndex)
@@ -299,7 +301,7 @@ class AnchorIndex:
             start += segment.n_alive
         if len(cosines) == 1 and _segments_clean(self._segments):
             return cosines[0], positions[0]
-        return _merge_topk(np.hstack(cosines), np.hstack(positions), k)
+        return select_topk(np.hstack(cosines), np.hstack(positions), k)
 
     @property
     def n_stored(self) -> int:
@@ -324,21 +326,29 @@ class AnchorIndex:
         return out
 
 
+def block_shape(vectors: np.ndarray | Sequence[np.ndarray]) -> tuple[int, int]:
+    """(N, d) of an (N, d) array or of a sequence of (m_j, d) row blocks; checks the shapes.
+
+    Example:
+        >>> block_shape([np.zeros((2, 3)), np.zeros((4, 3))])
+        (6, 3)
+    """
+    blocks = [vectors] if isinstance(vectors, np.ndarray) else list(vectors)
+    shapes = [np.shape(b) for b in blocks]
+    if not shapes or any(len(s) != 2 for s in shapes) or len({s[1] for s in shapes}) != 1:
+        raise ValueError(
+            "anchor vectors must be an (N, d) array or a sequence of (m, d) blocks of one d, "
+            f"got shapes {shapes[:5]}."
+        )
+    n = sum(s[0] for s in shapes)
+    if n == 0 or shapes[0][1] == 0:
+        raise ValueError(f"anchor vectors must be non-empty, got shapes {shapes[:5]}.")
+    return n, shapes[0][1]
+
+
 def _segments_clean(segments: tuple[_Segment, ...]) -> bool:
     """True when no segment has removed rows."""
     return all(s.ranks is None for s in segments)
-
-
-def _merge_topk(
-    cosines: np.ndarray, positions: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` of each row's candidates, best first (equal cosines: lower position first)."""
-    if cosines.shape[1] > k:
-        part = np.argpartition(-cosines, k - 1, axis=1)[:, :k]
-        cosines = np.take_along_axis(cosines, part, axis=1)
-        positions = np.take_along_axis(positions, part, axis=1)
-    order = np.lexsort((positions, -cosines), axis=1)
-    return np.take_along_axis(cosines, order, axis=1), np.take_along_axis(positions, order, axis=1)
 
 
 def _merge_small(segments: tuple[_Segment, ...]) -> tuple[_Segment, ...]:
@@ -401,108 +411,3 @@ def _page_releaser(array: np.ndarray) -> Callable[[np.ndarray], None]:
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
-
-
-def auto_factory(n: int, d: int, memory_budget: float | None = None) -> str:
-    """The index ``factory="auto"`` builds for ``n`` anchors of dimension ``d``.
-
-    Exact search (``"Flat"``) while ``n <= 2M`` and the float32 vectors fit the budget. Then an
-    inverted file of about ``sqrt(n)`` lists whose coarse quantiser is an HNSW graph (assigning
-    an anchor to its list costs a graph walk, not ``nlist * d`` flops), over float32 codes
-    (``Flat``), 1 byte per dimension (``SQ8``) or ``n * m`` bytes of product-quantised codes
-    (``OPQ``/``PQ``), whichever is the first to fit; ``nprobe`` visits 1/16 of the lists.
-
-    ``benchmarks/bench_10m.py`` measured the ``SQ8`` choice's family at 10M anchors
-    (``IVF4096_HNSW32,SQ8``, through :class:`asif.compressed.CompressedIndex`): at k = 800
-    recall is far from exact search, so pass an explicit string, or an exact index, where
-    recall matters more than memory.
-
-    Args:
-        n: number of anchors.
-        d: their dimension.
-        memory_budget: bytes the index may use; default: half of this machine's memory.
-
-    Example:
-        >>> auto_factory(100_000, 384)
-        'Flat'
-        >>> auto_factory(10_000_000, 384, memory_budget=8e9)
-        'IVF4096_HNSW32,SQ8;nprobe=256'
-    """
-    if memory_budget is None:
-        memory_budget = 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if n <= 2_000_000 and n * d * 4 <= memory_budget:
-        return "Flat"
-    nlist = int(min(16384, max(256, 2 ** round(np.log2(np.sqrt(n))))))
-    coarse, probe = f"IVF{nlist}_HNSW32", f";nprobe={nlist // 16}"
-    if n * (d * 4 + 8) <= memory_budget:
-        return f"{coarse},Flat{probe}"
-    if n * (d + 8) <= memory_budget:
-        return f"{coarse},SQ8{probe}"
-    fitting = [
-        m for m in (128, 96, 64, 48, 32, 16, 8) if d % m == 0 and n * (m + 8) <= memory_budget
-    ]
-    if not fitting:
-        raise ValueError(
-            f"no index of {n} anchors of dimension {d} fits in {memory_budget / 2**30:.1f} GiB: "
-            "raise memory_budget or pass an explicit factory string."
-        )
-    m = fitting[0]
-    return f"OPQ{m},{coarse},PQ{m}{probe}"
-
-
-def _build_faiss_index(vectors: np.ndarray, factory: str, on_gpu: bool) -> faiss.Index:
-    d = vectors.shape[1]
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    spec, _, params = factory.partition(";")
-    if spec == "Flat":
-        index = faiss.IndexFlatIP(d)
-    else:
-        index = faiss_index(d, spec)
-        if not index.is_trained:
-            index.train(vectors)
-    index.add(vectors)
-    if on_gpu:
-        index = faiss.index_cpu_to_all_gpus(index)
-    set_search_params(index, params, on_gpu=on_gpu, factory=spec)
-    return index
-
-
-def resolve_gpu(gpu: bool | str) -> bool:
-    """Check a ``gpu`` argument (``"auto"``, True, False); True when search runs on GPUs."""
-    if gpu not in ("auto", True, False):
-        raise ValueError(f"gpu must be 'auto', True or False, got {gpu!r}.")
-    if gpu is True and not gpu_available():
-        raise RuntimeError(
-            "gpu=True but the installed FAISS sees no GPU. Install faiss-gpu on a machine with "
-            "CUDA, or pass gpu='auto' / gpu=False to search on the CPU."
-        )
-    return gpu is not False and gpu_available()
-
-
-def faiss_index(d: int, spec: str) -> faiss.Index:
-    """``faiss.index_factory(d, spec)`` for inner products; a bad string is a ValueError."""
-    try:
-        return faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as error:
-        raise ValueError(f"FAISS cannot build index {spec!r}: {error}") from error
-
-
-def set_search_params(index: faiss.Index, params: str, *, on_gpu: bool, factory: str) -> None:
-    """Apply FAISS search parameters (``"nprobe=64,efSearch=128"``); a bad one is a ValueError."""
-    if not params:
-        return
-    space = faiss.GpuParameterSpace() if on_gpu else faiss.ParameterSpace()
-    try:
-        space.set_index_parameters(index, params)
-    except RuntimeError as error:
-        raise ValueError(f"FAISS cannot set {params!r} on {factory!r}: {error}") from error
-
-
-def concatenate_chunks(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One ``(cosines, indices)`` pair from the per-chunk pairs of an ``iter_search``."""
-    parts = list(chunks)
-    if not parts:
-        return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-    return np.concatenate([c for c, _ in parts]), np.concatenate([i for _, i in parts])

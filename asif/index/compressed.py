@@ -12,8 +12,8 @@ inner products best. FAISS's ``PCA`` subtracts the mean, and ``<x - m, y - m>`` 
 anchors ``y`` of a query ``x`` by ``<x, y> - <m, y>``: a different top-k for inner-product
 search.
 
-Search has the interface of :class:`asif.index.AnchorIndex` (``n``, ``d``, ``search``,
-``iter_search``), so the relative layer runs on it unchanged; recall against exact search and
+Search follows the index protocol (:class:`asif.index.AnchorSearch`: ``n``, ``d``, ``search``,
+``iter_search``), so ``RelativeSpace(index=...)`` runs on it unchanged; recall against exact search and
 throughput at 10M anchors are measured in ``benchmarks/bench_10m.py``.
 
 Example:
@@ -39,13 +39,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from asif.index import (
-    DEFAULT_QUERY_BATCH,
-    concatenate_chunks,
-    faiss_index,
-    resolve_gpu,
-    set_search_params,
-)
+from asif.index.exact import DEFAULT_QUERY_BATCH
+from asif.index.factory import concatenate_chunks, faiss_index, resolve_gpu, set_search_params
 
 __all__ = ["CompressedIndex", "uncentred_projection"]
 

@@ -1,12 +1,14 @@
-"""Named anchor sources and test folders found in the data folder (``$ASIF_DATA``).
+"""Named anchor sources and test folders, looked up in a data folder the user names.
 
-The data folder defaults to ``shared/data`` beside the project checkout (``../shared/data`` from
-the project root), else ``../shared/data`` from the current folder. Any caption file or image
-folder can be given by path instead of by name.
+The data folder is ``root=`` where a function takes it, else ``$ASIF_DATA``; the library knows
+no other place. Any caption file or image folder can be given by path instead of by name, and
+:data:`ANCHOR_SOURCES` can be extended with a user's own named sources.
 
 Example:
     >>> sorted(ANCHOR_SOURCES)
     ['coco-mini', 'flickr8k', 'imagenet-sample']
+    >>> data_root("/data/asif")
+    PosixPath('/data/asif')
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from asif.data import CaptionPairs, read_caption_pairs
 
-__all__ = ["ANCHOR_SOURCES", "AnchorSource", "data_root", "load_anchor_pairs"]
+__all__ = ["ANCHOR_SOURCES", "AnchorSource", "data_root", "load_anchor_pairs", "resolve_data_path"]
 
 
 @dataclass(frozen=True)
@@ -39,38 +41,42 @@ ANCHOR_SOURCES: dict[str, AnchorSource] = {
 }
 
 
-def data_root() -> Path:
-    """The data folder: ``$ASIF_DATA``, else the first ``shared/data`` found beside the project."""
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data folder: ``root`` when given, else ``$ASIF_DATA``.
+
+    Raises:
+        FileNotFoundError: neither names a folder.
+    """
+    if root is not None:
+        return Path(root).expanduser()
     env = os.environ.get("ASIF_DATA")
     if env:
         return Path(env).expanduser()
-    candidates = [
-        Path(__file__).resolve().parents[2] / "shared" / "data",
-        Path.cwd().resolve().parent / "shared" / "data",
-        Path.cwd().resolve() / "shared" / "data",
-    ]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
     raise FileNotFoundError(
-        "no data folder found: set ASIF_DATA to the folder holding flickr8k/, coco-mini/, ... "
-        f"(looked in {', '.join(str(c) for c in candidates)})."
+        "no data folder: set ASIF_DATA to the folder holding flickr8k/, coco-mini/, ... "
+        "(or pass --data-root / root=), or give caption files and image folders by path."
     )
 
 
-def resolve_data_path(name_or_path: str | os.PathLike[str]) -> Path:
+def resolve_data_path(
+    name_or_path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> Path:
     """A path as given when it exists, else the same path inside the data folder."""
     path = Path(name_or_path).expanduser()
     if path.exists():
         return path
-    inside = data_root() / path
+    folder = data_root(root)
+    inside = folder / path
     if inside.exists():
         return inside
-    raise FileNotFoundError(f"{name_or_path} not found here nor in the data folder {data_root()}.")
+    raise FileNotFoundError(f"{name_or_path} not found here nor in the data folder {folder}.")
 
 
 def load_anchor_pairs(
-    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], split: str | None = None
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    split: str | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
 ) -> CaptionPairs:
     """Image-caption pairs by name (``"flickr8k"``, ``"coco-mini"``, ``"imagenet-sample"``) or path.
 
@@ -79,6 +85,7 @@ def load_anchor_pairs(
             list of them, concatenated in order.
         split: keep only this split (e.g. ``"train"``) of the sources that have splits; sources
             without splits are kept whole.
+        root: the data folder named sources live in (default ``$ASIF_DATA``).
 
     Example:
         >>> pairs = load_anchor_pairs(["coco-mini", "imagenet-sample"])  # doctest: +SKIP
@@ -86,7 +93,7 @@ def load_anchor_pairs(
         'a photo of a toilet tissue.'
     """
     if not isinstance(source, (str, os.PathLike)):
-        parts = [load_anchor_pairs(one, split=split) for one in source]
+        parts = [load_anchor_pairs(one, split=split, root=root) for one in source]
         if not parts:
             raise ValueError("no anchor sources given: name at least one, e.g. 'coco-mini'.")
         return CaptionPairs(
@@ -95,9 +102,9 @@ def load_anchor_pairs(
         )
     spec = ANCHOR_SOURCES.get(str(source))
     if spec is None:
-        pairs = read_caption_pairs(resolve_data_path(source))
+        pairs = read_caption_pairs(resolve_data_path(source, root=root))
     else:
-        pairs = read_caption_pairs(data_root() / spec.file, caption_key=spec.caption_key)
+        pairs = read_caption_pairs(data_root(root) / spec.file, caption_key=spec.caption_key)
         if spec.caption_template != "{}":
             captions = [spec.caption_template.format(c) for c in pairs.captions]
             pairs = CaptionPairs(pairs.image_paths, captions, pairs.splits)

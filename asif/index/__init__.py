@@ -1,0 +1,127 @@
+"""Anchor indexes: top-k inner-product search over one modality's anchor vectors.
+
+Every index follows one protocol, :class:`AnchorSearch`: ``n`` anchors of dimension ``d``,
+``search(queries, k) -> (cosines, indices)`` best first, and ``iter_search`` for chunks of
+queries. Indexes that keep the anchor vectors also give ``rows(positions)`` and
+``iter_vectors()``; indexes that can be updated without a rebuild give ``with_added(vectors)``
+and ``without(positions)``, returning a new index and leaving the old one searchable.
+
+- :class:`AnchorIndex`: exact search over the anchors where they lie (or any FAISS factory
+  string, on the CPU or GPUs).
+- :class:`CompressedIndex`: a FAISS index trained on a sample and filled block by block, for
+  anchor sets too large to hold as float32.
+
+``RelativeSpace(index=...)`` takes a factory string, ``"auto"``, an index object, or a callable
+that builds one from the anchor vectors, for both modalities or per modality
+(:func:`build_index`).
+
+Example:
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> index = build_index("Flat", x)
+    >>> isinstance(index, AnchorSearch), index.search(x[:1], 2)[1].tolist()
+    (True, [[0, 1]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+import numpy as np
+
+from asif.index.factory import auto_factory, gpu_available
+
+if TYPE_CHECKING:
+    from asif.index.compressed import CompressedIndex
+    from asif.index.exact import AnchorIndex
+
+__all__ = [
+    "AnchorIndex",
+    "AnchorSearch",
+    "CompressedIndex",
+    "IndexSpec",
+    "auto_factory",
+    "build_index",
+    "gpu_available",
+]
+
+
+@runtime_checkable
+class AnchorSearch(Protocol):
+    """What the relative layer needs of an index over one modality's N anchors."""
+
+    n: int
+    """Number of anchors (positions ``0..n-1``)."""
+    d: int
+    """Dimension of the anchor vectors."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosines, positions) of each query's ``min(k, n)`` best anchors, best first."""
+        ...
+
+    def iter_search(self, queries: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The same, for consecutive chunks of the queries (memory stays bounded)."""
+        ...
+
+
+IndexSpec: TypeAlias = "str | AnchorSearch | Callable[[np.ndarray], AnchorSearch]"
+"""What ``RelativeSpace(index=...)`` takes per modality: a factory string (``"Flat"``,
+``"auto"``, any ``faiss.index_factory`` string with optional ``";"`` search parameters), an
+index already built over that modality's anchors, or a callable ``vectors -> index``."""
+
+
+def build_index(spec: Any, vectors: np.ndarray, *, gpu: bool | str = "auto") -> AnchorSearch:
+    """The index that ``spec`` describes, over ``vectors`` (one modality's unit anchor rows).
+
+    Args:
+        spec: a factory string (:class:`AnchorIndex`), a callable ``vectors -> index``, or an
+            index object (returned as is once its ``n`` and ``d`` match ``vectors``).
+        vectors: (N, d) anchor vectors, or a sequence of row blocks searched as one array.
+        gpu: for factory strings: ``"auto"``, ``True`` or ``False``.
+
+    Raises:
+        TypeError: ``spec`` is none of these, or a callable returned no index.
+        ValueError: an index object was built over other anchors (its n or d differ).
+
+    Example:
+        >>> build_index(lambda v: build_index("Flat", v), np.eye(2, dtype=np.float32)).n
+        2
+    """
+    from asif.index.exact import AnchorIndex, block_shape
+
+    n, d = block_shape(vectors)
+    if isinstance(spec, str):
+        return AnchorIndex(vectors, factory=spec, gpu=gpu)
+    if isinstance(spec, AnchorSearch):
+        index = spec
+    elif callable(spec):
+        index = spec(vectors)
+        if not isinstance(index, AnchorSearch):
+            raise TypeError(
+                f"the index builder returned a {type(index).__name__}, not an index: it needs "
+                "n, d, search(queries, k) and iter_search(queries, k)."
+            )
+    else:
+        raise TypeError(
+            "index must be a FAISS factory string ('Flat', 'auto', 'IVF1024,Flat;nprobe=64'), "
+            f"an index object or a callable vectors -> index, got {type(spec).__name__}."
+        )
+    if (index.n, index.d) != (n, d):
+        raise ValueError(
+            f"the index holds {index.n} anchors of dimension {index.d} but the anchor set has "
+            f"{n} of dimension {d}: build the index over these anchors (or pass a factory "
+            "string and let the space build it)."
+        )
+    return index
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AnchorIndex":
+        from asif.index.exact import AnchorIndex
+
+        return AnchorIndex
+    if name == "CompressedIndex":
+        from asif.index.compressed import CompressedIndex
+
+        return CompressedIndex
+    raise AttributeError(f"module 'asif.index' has no attribute {name!r}")
