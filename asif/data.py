@@ -6,12 +6,19 @@ resolved against the folder of the file that names them. Every reader checks wha
 raises an error that names the file, the line or the column at fault.
 
 Example:
-    >>> pairs = read_caption_pairs("../shared/data/coco-mini/captions.jsonl")  # doctest: +SKIP
-    >>> len(pairs), pairs.captions[0]  # doctest: +SKIP
-    (1195, 'a family is sitting down at a table to have cake')
-    >>> folder = read_image_folder("../shared/data/cifar10-test")  # doctest: +SKIP
-    >>> folder.classnames[:3], folder.labels[0]  # doctest: +SKIP
-    (['airplane', 'automobile', 'bird'], 0)
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("cat", "dog"):
+    ...     (root / name).mkdir()
+    ...     Image.new("RGB", (8, 8)).save(root / name / f"{name}1.png")
+    >>> _ = (root / "captions.jsonl").write_text('{"image": "cat/cat1.png", "caption": "a cat"}\\n')
+    >>> pairs = read_caption_pairs(root / "captions.jsonl")
+    >>> len(pairs), pairs.captions[0], pairs.image_paths[0] == str(root / "cat" / "cat1.png")
+    (1, 'a cat', True)
+    >>> folder = read_image_folder(root)
+    >>> folder.classnames, folder.labels
+    (['cat', 'dog'], [0, 1])
 """
 
 from __future__ import annotations
@@ -139,8 +146,12 @@ def read_caption_pairs(
         ValueError: a malformed line, a missing field or column, or no pairs at all.
 
     Example:
-        >>> pairs = read_caption_pairs("captions.jsonl")  # doctest: +SKIP
-        >>> pairs.select("train")  # doctest: +SKIP
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "pairs.csv"
+        >>> _ = path.write_text("image,caption,split\\na.jpg,a cat,train\\nb.jpg,a dog,dev\\n")
+        >>> pairs = read_caption_pairs(path, check_files=False)
+        >>> pairs.select("train").captions, pairs.splits
+        (['a cat'], ['train', 'dev'])
     """
     path = Path(path)
     if not path.is_file():
@@ -183,9 +194,14 @@ def read_image_folder(
         ValueError: no class folders, or a class folder with no images.
 
     Example:
-        >>> folder = read_image_folder("cifar10-test")  # doctest: +SKIP
-        >>> folder.classnames[folder.labels[0]]  # doctest: +SKIP
-        'airplane'
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "airplane").mkdir()
+        >>> Image.new("RGB", (4, 4)).save(root / "airplane" / "0001.jpg")
+        >>> folder = read_image_folder(root)
+        >>> folder.classnames[folder.labels[0]], len(folder)
+        ('airplane', 1)
     """
     root = Path(root)
     if not root.is_dir():
@@ -222,8 +238,13 @@ def list_image_files(
         ValueError: no image files and ``allow_empty`` is false.
 
     Example:
-        >>> list_image_files("photos")  # doctest: +SKIP
-        ['photos/a.jpg', 'photos/b.png']
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name in ("b.png", "a.jpg", "notes.txt", ".hidden.png"):
+        ...     Image.new("RGB", (4, 4)).save(folder / name, format="PNG")
+        >>> [Path(p).name for p in list_image_files(folder)]
+        ['a.jpg', 'b.png']
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -12,7 +12,13 @@ flickr8k pairs (the default encoder pair's embeddings, from the embedding cache)
 stored.
 
 In the same pass the exact top-k of the recall queries is computed over every block
-(:func:`asif.topk.exact_topk`, merged block by block): the ground truth.
+(:func:`asif.topk.exact_topk` per block, merged by ``faiss.ResultHeap``): the ground truth.
+
+Classification runs through the public model: ``RelativeSpace(k, p, hubness=0, index={image:
+CompressedIndex, text: CompressedIndex})`` over an ``AnchorSet`` whose rows are the synthetic
+blocks (regenerated on demand, never held), and its zero-shot classifier. The exact reference is
+the same space with indexes that answer the known queries with the ground truth
+(:class:`asif.eval.CachedSearch` filled by ``remember``).
 
 Queries (real): CIFAR-10 test images for the image side (every 20th: 500), the 180 CIFAR prompts
 (10 classes x 18 templates) for the text side. Reported for each ``nprobe``:
@@ -38,17 +44,18 @@ import json
 import resource
 import sys
 import time
-from pathlib import Path
 
+import faiss
 import numpy as np
-from asif.compressed import CompressedIndex
 from bench_index import embed, recall
 
-from asif.index import _merge_topk
-from asif.relative import relative_from_topk, sparse_scores
+from asif import AnchorSet, RelativeSpace
+from asif.eval import CachedSearch
+from asif.index import CompressedIndex
 from asif.topk import exact_topk
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, machine
+
 BLOCK = 1 << 16
 NOISE_NORM, NOISE_RANK = 0.25, 128
 
@@ -85,35 +92,44 @@ class SyntheticPairs:
         return out[0], out[1]
 
 
+class SyntheticRows:
+    """One side of the synthetic pairs as an ``AnchorSet`` row source: blocks made on demand."""
+
+    def __init__(self, pairs: SyntheticPairs, side: int, sizes: list[int]) -> None:
+        self.pairs, self.side, self.sizes = pairs, side, sizes
+        self.n, self.d = sum(sizes), pairs.bases[side].shape[1]
+
+    def iter_vectors(self):  # type: ignore[no-untyped-def]
+        for b, rows in enumerate(self.sizes):
+            yield self.pairs.block(b, rows)[self.side]
+
+    def vectors(self) -> np.ndarray:
+        raise MemoryError(f"{self.n:,} x {self.d} float32 anchors are not held, only their codes.")
+
+
 class ExactTopK:
-    """The exact top-k of fixed queries over blocks seen one at a time."""
+    """The exact top-k of fixed queries over blocks seen one at a time (a FAISS ResultHeap)."""
 
     def __init__(self, queries: np.ndarray, k: int) -> None:
-        self.queries, self.k, self.seen = queries, k, 0
-        self.cosines: np.ndarray | None = None
-        self.indices: np.ndarray | None = None
+        self.queries, self.seen = queries, 0
+        self.heap = faiss.ResultHeap(queries.shape[0], k, keep_max=True)
 
     def update(self, block: np.ndarray) -> None:
-        cos, idx = exact_topk(self.queries, [block], min(self.k, block.shape[0]))
-        idx += self.seen
+        cos, idx = exact_topk(self.queries, [block], min(self.heap.k, block.shape[0]))
+        self.heap.add_result(cos, idx + self.seen)
         self.seen += block.shape[0]
-        if self.cosines is not None:
-            cos, idx = np.hstack([self.cosines, cos]), np.hstack([self.indices, idx])
-        self.cosines, self.indices = _merge_topk(cos, idx, self.k)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        self.heap.finalize()
+        return self.heap.D, self.heap.I
 
 
-def classify(image_topk, prompt_topk, n: int, p: float, n_classes: int) -> np.ndarray:
-    """Zero-shot predictions: max over templates of the relative-vector scores."""
-    images = relative_from_topk(image_topk[1], image_topk[0], n, p)
-    prompts = relative_from_topk(prompt_topk[1], prompt_topk[0], n, p)
-    scores = sparse_scores(images, prompts).reshape(images.shape[0], n_classes, -1)
-    return scores.max(axis=2).argmax(axis=1)
-
-
-def transform_qps(index: CompressedIndex, queries: np.ndarray, k: int, p: float) -> float:
+def transform_qps(space: RelativeSpace, queries: np.ndarray, modality: str) -> float:
     t = time.perf_counter()
-    for cosines, indices in index.iter_search(queries, k):
-        relative_from_topk(indices, cosines, index.n, p)
+    if modality == "image":
+        space.transform_images(queries)
+    else:
+        space.transform_texts(queries)
     return queries.shape[0] / (time.perf_counter() - t)
 
 
@@ -189,14 +205,46 @@ def main() -> None:
                 flush=True,
             )
     n = indexes["image"].n
-    exact_pred = classify(
-        (truth["image"].cosines, truth["image"].indices),
-        (truth["text"].cosines, truth["text"].indices),
-        n,
-        args.p,
-        n_classes,
+    truths = {name: t.result() for name, t in truth.items()}
+    rows_image, rows_text = SyntheticRows(pairs, 0, sizes), SyntheticRows(pairs, 1, sizes)
+    synthetic = AnchorSet(
+        rows_image,
+        rows_text,
+        image_encoder=anchors.image_encoder,
+        text_encoder=anchors.text_encoder,
     )
+    classes = [str(c) for c in range(n_classes)]
+    prompt_embeddings = prompts.reshape(n_classes, -1, prompts.shape[-1])
+
+    def model(index: dict) -> RelativeSpace:
+        return RelativeSpace(
+            k=args.k,
+            p=args.p,
+            hubness=0,
+            index=index,
+            image_encoder=anchors.image_encoder,
+            text_encoder=anchors.text_encoder,
+        ).set_anchors(synthetic)
+
+    def predict(space: RelativeSpace) -> np.ndarray:
+        clf = space.zero_shot_classifier(classes, prompt_embeddings=prompt_embeddings)
+        return clf.decision_function(image_queries).argmax(axis=1)
+
+    # The exact reference: the same model, its indexes answering these queries with the truth.
+    exact_indexes = {name: CachedSearch(index) for name, index in indexes.items()}
+    exact_space = model(exact_indexes)
+    snap = exact_space.snapshot()
+    for name, queries in (("image", image_queries), ("text", prompts)):
+        encoded = (
+            exact_space.encode_images(queries)
+            if name == "image"
+            else exact_space.encode_texts(queries)
+        )
+        exact_indexes[name].remember(snap.prepare(encoded, name), args.k, truths[name])
+    exact_pred = predict(exact_space)
+    assert exact_indexes["image"].misses == 0 and exact_indexes["text"].misses == 0
     exact_top1 = float(np.mean(exact_pred == labels))
+    space = model(dict(indexes))
 
     rng = np.random.default_rng(1)
     tp_images = data["images"][
@@ -211,6 +259,7 @@ def main() -> None:
         f"{anchors.image_encoder} d = {indexes['image'].d} + {anchors.text_encoder} "
         f"d = {indexes['text'].d}), k = {args.k}, p = {args.p:g}",
         f"command: python benchmarks/bench_10m.py {' '.join(sys.argv[1:])}",
+        f"machine: {machine()}",
         *(
             f"{name} index: {index!r}; codes and ids {memory[name] / 2**30:.2f} GiB"
             for name, index in indexes.items()
@@ -230,18 +279,17 @@ def main() -> None:
             index.set_search_params(
                 f"nprobe={nprobe}" + (f",k_factor_rf={k_factor}" if index.refine else "")
             )
-        image_topk = indexes["image"].search(image_queries, args.k)
-        prompt_topk = indexes["text"].search(prompts, args.k)
-        pred = classify(image_topk, prompt_topk, n, args.p, n_classes)
+        snap = space.snapshot()
+        pred = predict(space)  # a new classifier: its prompts searched with these parameters
         row = {
             "nprobe": nprobe,
             "k_factor_rf": k_factor,
-            "recall_image": recall(truth["image"].indices, image_topk[1]),
-            "recall_text": recall(truth["text"].indices, prompt_topk[1]),
+            "recall_image": recall(truths["image"][1], snap.neighbours(image_queries, "image")[1]),
+            "recall_text": recall(truths["text"][1], snap.neighbours(prompts, "text")[1]),
             "top1": float(np.mean(pred == labels)),
             "agreement": float(np.mean(pred == exact_pred)),
-            "image_qps": transform_qps(indexes["image"], tp_images, args.k, args.p),
-            "text_qps": transform_qps(indexes["text"], tp_texts, args.k, args.p),
+            "image_qps": transform_qps(space, tp_images, "image"),
+            "text_qps": transform_qps(space, tp_texts, "text"),
         }
         rows.append(row)
         line = (

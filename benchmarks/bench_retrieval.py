@@ -30,9 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from asif.datasets import load_anchor_pairs  # noqa: E402
-
 from asif import AnchorSet, RelativeSpace  # noqa: E402
+from asif.datasets import load_anchor_pairs  # noqa: E402
 
 
 def recall(

@@ -31,29 +31,28 @@ import json
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
-from asif.datasets import data_root, load_anchor_pairs
-from asif.evaluate import (
+
+from asif import AnchorSet
+from asif.data import read_image_folder
+from asif.encoders import load_image_encoder, load_text_encoder
+from asif.eval import (
     DEFAULT,
     PAPER,
-    Engine,
     Setting,
+    Workbench,
     classification_report,
     label_transfer_retrieval,
     label_transfer_scores,
     plot_anchor_curve,
     retrieval_report,
 )
+from asif.eval.sources import load_anchor_pairs
+from asif.templates import CIFAR_TEMPLATES, format_prompts
 
-from asif import AnchorSet
-from asif.data import read_image_folder
-from asif.encoders import load_image_encoder, load_text_encoder
-from asif.templates import CIFAR_TEMPLATES
-from asif.zeroshot import format_prompts
+from common import DATA, RESULTS, machine
 
-RESULTS = Path(__file__).resolve().parent / "results"
 FOLDERS = ("cifar10-test", "texture-shape/edges", "texture-shape/silhouettes")
 PAPER_MEAN = replace(PAPER, name="paper-mean", combine="mean")
 LT_K = 20
@@ -114,9 +113,8 @@ def embed(pair: str, smoke: bool = False, cached_only: bool = False) -> dict:
         "splits": splits,
         "flickr_paths": np.array(flickr.image_paths, dtype=object),
     }
-    root = data_root()
     for name in FOLDERS:
-        folder = read_image_folder(root / name)
+        folder = read_image_folder(DATA / name)
         if smoke and len(folder) > 500:
             folder = type(folder)(folder.paths[::20], folder.labels[::20], folder.classnames)
         if cached_only:
@@ -152,29 +150,29 @@ def halves(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(tune), np.flatnonzero(~tune)
 
 
-def classify(engine: Engine, d: dict, rows: np.ndarray | None, setting: Setting | None) -> dict:
+def classify(bench: Workbench, d: dict, rows: np.ndarray | None, setting: Setting | None) -> dict:
     x = d["x"] if rows is None else d.setdefault(("rows", rows.tobytes()), d["x"][rows])
     y = d["y"] if rows is None else d["y"][rows]
     if setting is None:
-        scores = label_transfer_scores(x, d["prompts"], engine.anchors, k=LT_K)
+        scores = label_transfer_scores(x, d["prompts"], bench.anchors, k=LT_K)
     else:
-        scores = engine.zero_shot_scores(x, d["prompts"], setting)
+        scores = bench.zero_shot_scores(x, d["prompts"], setting)
     return classification_report(scores, y, d["classes"])
 
 
-def retrieve(engine: Engine, gallery: dict, setting: Setting | None) -> dict:
+def retrieve(bench: Workbench, gallery: dict, setting: Setting | None) -> dict:
     images, captions, groups = gallery["images"], gallery["texts"], gallery["groups"]
     image_groups = np.arange(len(images))
     if setting is not None:
-        scores = engine.retrieval_scores(images, captions, setting)
+        scores = bench.retrieval_scores(images, captions, setting)
         return retrieval_report(scores, image_groups, groups)
     i2t = retrieval_report(
-        label_transfer_retrieval(images, captions, engine.anchors, LT_K, "image_to_text"),
+        label_transfer_retrieval(images, captions, bench.anchors, LT_K, "image_to_text"),
         image_groups,
         groups,
     )
     t2i = retrieval_report(
-        label_transfer_retrieval(images, captions, engine.anchors, LT_K, "text_to_image"),
+        label_transfer_retrieval(images, captions, bench.anchors, LT_K, "text_to_image"),
         image_groups,
         groups,
     )
@@ -223,8 +221,8 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
         "texts": np.ascontiguousarray(anchors.text_embeddings[dev]),
         "groups": np.asarray(groups).reshape(-1),
     }
-    engine = Engine(anchors)
-    train_engine = Engine(anchors.select(train))
+    bench = Workbench(anchors)
+    train_bench = Workbench(anchors.select(train))
     cifar, edges, silh = (data[name] for name in FOLDERS)
     tune, report = halves(cifar["y"])
     result: dict = {
@@ -257,7 +255,7 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
     result["classification"] = []
     for label, d, rows in sets:
         for m in methods:
-            r = classify(engine, d, rows, m)
+            r = classify(bench, d, rows, m)
             name = "label-transfer" if m is None else m.name
             setting = f"k={LT_K}" if m is None else m.describe()
             k_used = LT_K if m is None else m.resolve_k(len(anchors))
@@ -281,7 +279,7 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
     lines.append(f"{'method':16s} {'setting':24s} {cols}")
     result["retrieval"] = []
     for m in methods:
-        r = retrieve(train_engine, gallery, m)
+        r = retrieve(train_bench, gallery, m)
         name = "label-transfer" if m is None else m.name
         setting = f"k={LT_K}" if m is None else m.describe()
         result["retrieval"].append({"method": name, "setting": setting, **r})
@@ -298,11 +296,11 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
         row = {
             "name": s.name,
             "setting": s.describe(),
-            "tune_cifar": classify(engine, cifar, tune, s)["top1"],
-            "tune_edges": classify(engine, edges, None, s)["top1"],
-            "report_cifar": classify(engine, cifar, report, s)["top1"],
-            "report_silhouettes": classify(engine, silh, None, s)["top1"],
-            "dev_retrieval": retrieve(train_engine, gallery, s)["mean_recall"],
+            "tune_cifar": classify(bench, cifar, tune, s)["top1"],
+            "tune_edges": classify(bench, edges, None, s)["top1"],
+            "report_cifar": classify(bench, cifar, report, s)["top1"],
+            "report_silhouettes": classify(bench, silh, None, s)["top1"],
+            "dev_retrieval": retrieve(train_bench, gallery, s)["mean_recall"],
         }
         result["ablation"].append(row)
         lines.append(
@@ -314,7 +312,7 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
     order = np.random.default_rng(0).permutation(len(anchors))
     curve = []
     for size in sorted({min(s, len(anchors)) for s in ANCHOR_SIZES}):
-        sub = engine if size == len(anchors) else Engine(anchors.select(np.sort(order[:size])))
+        sub = bench if size == len(anchors) else Workbench(anchors.select(np.sort(order[:size])))
         for m in (PAPER, DEFAULT, None):
             r = classify(sub, cifar, report, m)
             curve.append(
@@ -351,8 +349,8 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
             {
                 "k": k,
                 "p": s.p,
-                "tune_cifar": classify(engine, cifar, tune, s)["top1"],
-                "tune_edges": classify(engine, edges, None, s)["top1"],
+                "tune_cifar": classify(bench, cifar, tune, s)["top1"],
+                "tune_edges": classify(bench, edges, None, s)["top1"],
             }
         )
     for p in (1.0, 2.0, 3.0, 3.5, 4.0, 8.0):
@@ -361,8 +359,8 @@ def run_pair(pair: str, lines: list[str], smoke: bool = False, cached_only: bool
             {
                 "k": s.k,
                 "p": p,
-                "tune_cifar": classify(engine, cifar, tune, s)["top1"],
-                "tune_edges": classify(engine, edges, None, s)["top1"],
+                "tune_cifar": classify(bench, cifar, tune, s)["top1"],
+                "tune_edges": classify(bench, edges, None, s)["top1"],
             }
         )
     result["sweep"] = sweep
@@ -391,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         f"asif zero-shot benchmark: paper = {PAPER.describe()}; asif default = {DEFAULT.describe()}"
         f" (k=auto -> {DEFAULT.resolve_k(35455)} at N = 35,455); label transfer k = {LT_K}",
         "command: .venv/bin/python benchmarks/bench_zeroshot.py --pairs " + " ".join(args.pairs),
+        f"machine: {machine()}",
     ]
     results, printed = [], []
     for pair in args.pairs:

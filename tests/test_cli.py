@@ -27,7 +27,10 @@ def test_zeroshot_on_cifar_with_coco_anchors(
     result = json.loads(out.read_text())
     print(f"\nCIFAR-10, 200 images, coco-mini anchors: top-1 {result['top1']:.1%}")
     assert result["n_images"] == 200 and result["n_anchors"] == 1195
-    assert result["top1"] > 0.2  # chance is 0.1
+    # Measured 33.5% (top-5 78.5%) with asif's default; a couple of images may flip between
+    # CPUs, a halving may not pass.
+    assert 0.31 <= result["top1"] <= 0.36, result["top1"]
+    assert 0.75 <= result["top5"] <= 0.82, result["top5"]
     assert "top-1 accuracy" in printed and "predicted" in printed
     assert any(isolated_cache.rglob("*.npy"))  # embeddings were cached for the next run
 

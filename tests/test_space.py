@@ -175,3 +175,56 @@ def test_bad_classifier_input(data: dict[str, np.ndarray]) -> None:
 def test_unfitted_space_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match="set_anchors"):
         RelativeSpace().transform_images(np.ones((1, 4)))
+
+
+# ----------------------------------------------------------------- encoders, names and inputs
+def test_concat_and_add_anchors_agree_on_encoder_aliases() -> None:
+    from asif.encoders import canonical_encoder_name
+
+    canonical = canonical_encoder_name("default", "image")
+    a = AnchorSet(np.eye(3), np.eye(3), image_encoder="default")
+    b = AnchorSet(np.eye(3), np.eye(3), ids=[3, 4, 5], image_encoder=canonical)
+    assert len(a.concat(b)) == 6  # one encoder under two of its names
+    RelativeSpace(k=2).set_anchors(a).add_anchors(b)
+    with pytest.raises(ValueError, match="image encoders"):
+        a.concat(AnchorSet(np.eye(3), np.eye(3), ids=[7, 8, 9], image_encoder="large"))
+
+
+class NamelessEncoder:
+    def encode(self, texts, batch_size=32, show_progress_bar=None):  # type: ignore[no-untyped-def]
+        return np.ones((len(texts), 3))
+
+
+class NamedEncoder(NamelessEncoder):
+    name = "my-text-encoder"
+
+
+def test_save_records_cache_and_encoders_or_asks_for_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    anchors = AnchorSet(np.eye(3), np.eye(3))
+    space = RelativeSpace(k=2, cache=str(tmp_path / "cache"), text_encoder=NamedEncoder())
+    loaded = RelativeSpace.load(space.set_anchors(anchors).save(tmp_path / "named"))
+    assert loaded.cache == str(tmp_path / "cache")
+    assert loaded.text_encoder == "my-text-encoder"
+
+    space = RelativeSpace(k=2, text_encoder=NamelessEncoder()).set_anchors(anchors)
+    folder = space.save(tmp_path / "nameless")
+    with pytest.raises(ValueError, match="text_encoder="):
+        RelativeSpace.load(folder)  # never silently 'default'
+    assert isinstance(RelativeSpace.load(folder, text_encoder=NamelessEncoder()), RelativeSpace)
+
+
+def test_an_image_array_is_not_taken_for_embeddings(image_encoder, data_dir) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    from PIL import Image
+
+    paths = sorted((data_dir / "cifar10-test" / "cat").glob("*.jpg"))[:2]
+    pictures = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    space = RelativeSpace(image_encoder=image_encoder)
+    expected = space.encode_images([str(p) for p in paths])
+    np.testing.assert_allclose(space.encode_images(pictures[0]), expected[:1], atol=1e-6)
+    np.testing.assert_allclose(space.encode_images(np.stack(pictures)), expected, atol=1e-6)
+    tensors = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2)  # n x 3 x H x W uint8
+    np.testing.assert_allclose(space.encode_images(tensors), expected, atol=1e-6)
+    np.testing.assert_allclose(space.encode_images(list(tensors)), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="uint8 image array"):
+        space.encode_images(np.zeros((2, 3, 4, 5, 6)))

@@ -98,8 +98,22 @@ def evaluate(
         method), and ``anchor_curve``, ``k_sweep``, ``p_sweep`` rows when asked for.
 
     Example:
-        >>> results = evaluate(anchors=["coco-mini"], images="cifar10-test", limit=100)  # doctest: +SKIP
-        >>> print(format_results(results))  # doctest: +SKIP
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for colour in ("red", "blue"):
+        ...     (root / "test" / colour).mkdir(parents=True)
+        ...     for i in range(2):
+        ...         Image.new("RGB", (32, 32), colour).save(root / "test" / colour / f"{i}.png")
+        ...         Image.new("RGB", (32, 32), colour).save(root / f"{colour}{i}.png")
+        >>> rows = [{"image": f"{c}{i}.png", "caption": f"a {c} square"} for c in ("red", "blue") for i in (0, 1)]
+        >>> _ = (root / "pairs.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+        >>> results = evaluate(
+        ...     anchors=[root / "pairs.jsonl"], images=root / "test", templates="simple", cache=None
+        ... )
+        >>> [(r["method"], r["n"]) for r in results["classification"]]
+        [('paper', 4), ('asif', 4), ('label-transfer', 4)]
 
     The same tables from embedding arrays, without files: :class:`Workbench`.
     """

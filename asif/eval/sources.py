@@ -88,9 +88,18 @@ def load_anchor_pairs(
         root: the data folder named sources live in (default ``$ASIF_DATA``).
 
     Example:
-        >>> pairs = load_anchor_pairs(["coco-mini", "imagenet-sample"])  # doctest: +SKIP
-        >>> pairs.captions[-1]  # doctest: +SKIP
-        'a photo of a toilet tissue.'
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "imagenet-sample").mkdir()
+        >>> line = '{"image": "images/n1.jpg", "wnid": "n1", "label": "toilet tissue"}'
+        >>> _ = (root / "imagenet-sample" / "labels.jsonl").write_text(line + "\\n")
+        >>> pairs = load_anchor_pairs("imagenet-sample", root=root)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        FileNotFoundError: 1 image file(s) named in ... not found: ...n1.jpg
+        >>> _ = (root / "imagenet-sample" / "images").mkdir()
+        >>> _ = (root / "imagenet-sample" / "images" / "n1.jpg").write_bytes(b"")
+        >>> load_anchor_pairs("imagenet-sample", root=root).captions
+        ['a photo of a toilet tissue.']
     """
     if not isinstance(source, (str, os.PathLike)):
         parts = [load_anchor_pairs(one, split=split, root=root) for one in source]

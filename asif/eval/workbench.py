@@ -62,9 +62,7 @@ class CachedSearch:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The inner index's answer, from the memo when these queries were searched at k."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        digest = hashlib.blake2b(memoryview(queries).cast("B"), digest_size=16).hexdigest()
-        key = (digest, queries.shape, int(k))
+        key = _key(queries, k)
         with self._lock:
             found = self._memo.get(key)
         if found is not None:
@@ -72,9 +70,16 @@ class CachedSearch:
             return found
         self.misses += 1
         result = self.inner.search(queries, k)
-        with self._lock:
-            self._memo[key] = result
+        self.remember(queries, k, result)
         return result
+
+    def remember(
+        self, queries: np.ndarray, k: int, result: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        """Store ``result`` as the answer for ``queries`` at ``k`` (e.g. exact neighbours
+        computed elsewhere, so a space answers with them)."""
+        with self._lock:
+            self._memo[_key(queries, k)] = result
 
     def iter_search(self, queries: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One chunk: the whole (cached) answer."""
@@ -83,6 +88,12 @@ class CachedSearch:
     def rows(self, positions: np.ndarray) -> np.ndarray:
         """The inner index's anchor rows."""
         return self.inner.rows(positions)  # type: ignore[attr-defined]
+
+
+def _key(queries: np.ndarray, k: int) -> tuple[str, tuple[int, ...], int]:
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    digest = hashlib.blake2b(memoryview(queries).cast("B"), digest_size=16).hexdigest()
+    return digest, queries.shape, int(k)
 
 
 class Workbench:
@@ -96,7 +107,7 @@ class Workbench:
     def __init__(self, anchors: AnchorSet, *, gpu: bool | str = "auto") -> None:
         self.anchors = anchors
         self.gpu = gpu
-        self._indexes: dict[tuple[str, bool], CachedSearch] = {}
+        self.indexes: dict[tuple[str, bool], CachedSearch] = {}
         self._spaces: dict[Setting, RelativeSpace] = {}
 
     @property
@@ -140,8 +151,8 @@ class Workbench:
     def _builder(self, modality: str, center: bool) -> Callable[[Any], CachedSearch]:
         def build(vectors: Any) -> CachedSearch:
             key = (modality, bool(center))
-            if key not in self._indexes:
-                self._indexes[key] = CachedSearch(AnchorIndex(vectors, gpu=self.gpu))
-            return self._indexes[key]
+            if key not in self.indexes:
+                self.indexes[key] = CachedSearch(AnchorIndex(vectors, gpu=self.gpu))
+            return self.indexes[key]
 
         return build

@@ -42,6 +42,7 @@ __all__ = [
     "IndexSpec",
     "auto_factory",
     "build_index",
+    "check_index",
     "gpu_available",
 ]
 
@@ -70,13 +71,39 @@ IndexSpec: TypeAlias = "str | AnchorSearch | Callable[[np.ndarray], AnchorSearch
 index already built over that modality's anchors, or a callable ``vectors -> index``."""
 
 
-def build_index(spec: Any, vectors: np.ndarray, *, gpu: bool | str = "auto") -> AnchorSearch:
+def check_index(index: Any, n: int, d: int, what: str = "the index") -> AnchorSearch:
+    """``index`` itself once it follows :class:`AnchorSearch` over ``n`` anchors of dimension ``d``.
+
+    Raises:
+        TypeError: it is not an index.
+        ValueError: it was built over other anchors (its n or d differ).
+
+    Example:
+        >>> check_index(build_index("Flat", np.eye(2, dtype=np.float32)), 2, 2).n
+        2
+    """
+    if not isinstance(index, AnchorSearch):
+        raise TypeError(
+            f"{what} is a {type(index).__name__}, not an index: it needs n, d, "
+            "search(queries, k) and iter_search(queries, k)."
+        )
+    if (index.n, index.d) != (n, d):
+        raise ValueError(
+            f"{what} holds {index.n} anchors of dimension {index.d} but the anchor set has "
+            f"{n} of dimension {d}: build the index over these anchors (or pass a factory "
+            "string and let the space build it)."
+        )
+    return index
+
+
+def build_index(spec: Any, vectors: Any, *, gpu: bool | str = "auto") -> AnchorSearch:
     """The index that ``spec`` describes, over ``vectors`` (one modality's unit anchor rows).
 
     Args:
         spec: a factory string (:class:`AnchorIndex`), a callable ``vectors -> index``, or an
             index object (returned as is once its ``n`` and ``d`` match ``vectors``).
-        vectors: (N, d) anchor vectors, or a sequence of row blocks searched as one array.
+        vectors: (N, d) anchor vectors, or a list of row blocks searched as one array (what a
+            callable receives too).
         gpu: for factory strings: ``"auto"``, ``True`` or ``False``.
 
     Raises:
@@ -93,26 +120,13 @@ def build_index(spec: Any, vectors: np.ndarray, *, gpu: bool | str = "auto") -> 
     if isinstance(spec, str):
         return AnchorIndex(vectors, factory=spec, gpu=gpu)
     if isinstance(spec, AnchorSearch):
-        index = spec
-    elif callable(spec):
-        index = spec(vectors)
-        if not isinstance(index, AnchorSearch):
-            raise TypeError(
-                f"the index builder returned a {type(index).__name__}, not an index: it needs "
-                "n, d, search(queries, k) and iter_search(queries, k)."
-            )
-    else:
-        raise TypeError(
-            "index must be a FAISS factory string ('Flat', 'auto', 'IVF1024,Flat;nprobe=64'), "
-            f"an index object or a callable vectors -> index, got {type(spec).__name__}."
-        )
-    if (index.n, index.d) != (n, d):
-        raise ValueError(
-            f"the index holds {index.n} anchors of dimension {index.d} but the anchor set has "
-            f"{n} of dimension {d}: build the index over these anchors (or pass a factory "
-            "string and let the space build it)."
-        )
-    return index
+        return check_index(spec, n, d)
+    if callable(spec):
+        return check_index(spec(vectors), n, d, "the index the builder returned")
+    raise TypeError(
+        "index must be a FAISS factory string ('Flat', 'auto', 'IVF1024,Flat;nprobe=64'), "
+        f"an index object or a callable vectors -> index, got {type(spec).__name__}."
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -11,8 +11,6 @@ import pytest
 from asif import AnchorSet
 from asif.cli import main
 from asif.eval import (
-    PAPER,
-    Setting,
     classification_report,
     format_results,
     label_transfer_retrieval,
@@ -77,13 +75,6 @@ def test_reports_by_hand() -> None:
     assert r["i2t_r1"] == 0.5 and r["t2i_r1"] == 1.0 and r["i2t_r5"] == 1.0
 
 
-def test_setting_describe_and_k() -> None:
-    assert PAPER.resolve_k(100) == 100
-    assert Setting("a", k="auto").resolve_k(3_000) == 150
-    assert Setting("a", k="auto").resolve_k(100_000) == 1600
-    assert "centred" in Setting("c", center=True).describe()
-
-
 def test_asif_eval_on_a_tiny_real_subset(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,9 +91,12 @@ def test_asif_eval_on_a_tiny_real_subset(
     assert results["config"]["n_anchors"] == 1195 and results["config"]["n_images"] == 100
     for row in results["classification"]:
         assert 0.0 <= row["top1"] <= row["top5"] <= 1.0
-    paper = results["classification"][0]
+    paper, default = results["classification"][:2]
     print(f"\nCIFAR-10 (100 images), coco-mini anchors: paper {paper['top1']:.1%}")
-    assert paper["top1"] > 0.15  # chance is 0.1
+    # Measured: paper 30.0%, asif 37.0%, label transfer 26.0% (100 images: +-3 points allowed).
+    assert 0.27 <= paper["top1"] <= 0.33, paper["top1"]
+    assert 0.34 <= default["top1"] <= 0.40, default["top1"]
+    assert 0.23 <= results["classification"][2]["top1"] <= 0.29
     assert {r["n_anchors"] for r in results["anchor_curve"]} == {300, 1195}
     assert len(results["k_sweep"]) == 2
     assert plot.stat().st_size > 1000 and plot.read_bytes()[:4] == b"\x89PNG"
