@@ -21,9 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from asif.lazy import lazy_attributes
 from asif.settings import DEFAULT, PAPER, Setting, parse_setting
 
 __all__ = [
@@ -59,14 +57,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'asif.eval' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_attributes("asif.eval", _LAZY, globals())
