@@ -39,7 +39,8 @@ __all__ = ["RelativeSpace"]
 
 _versions = itertools.count(1)
 SPACE_FORMAT = "asif-space"
-SPACE_FORMAT_VERSION = 1
+SPACE_FORMAT_VERSION = 2
+"""Version 2 seals its manifest (a checksum of its own content); version 1 is still read."""
 _PARAMS = (
     "k",
     "p",
@@ -354,7 +355,9 @@ class RelativeSpace:
 
         ``RelativeSpace.load(path)`` gives a space with identical predictions (with float32
         storage). Encoders given as objects are recorded by their ``name``; one without a name
-        is recorded as unknown, and loading then asks for it.
+        is recorded as unknown, and loading then asks for it. The folder holds a sealed
+        ``manifest.json`` and the anchor set under ``anchors/`` (:meth:`AnchorSet.save`), and
+        replaces only an asif folder, as anchor sets do.
 
         Raises:
             ValueError: ``index`` is an index object or a callable, which a folder cannot hold
@@ -400,24 +403,36 @@ class RelativeSpace:
     ) -> RelativeSpace:
         """Load a space written by :meth:`save` (no encoder is loaded until one is needed).
 
+        The manifest and the anchors are read through one opened folder, so a load sees one
+        complete save even while another process saves over ``path``.
+
         Args:
             path: the folder.
             mmap: memory-map the anchor embeddings.
-            verify: check sha256 of the anchor files (see :meth:`AnchorSet.load`).
+            verify: when to check the anchor files' checksums (see :meth:`AnchorSet.load`).
             **overrides: constructor arguments that replace the saved ones (e.g.
                 ``image_encoder=my_encoder``, ``device="cpu"``).
 
         Raises:
-            asif.storage.AnchorFileError: the manifest lacks its parameters or is malformed.
+            asif.storage.AnchorFileError: the manifest lacks its parameters, holds invalid ones
+                or is malformed, or an anchor file is.
             ValueError: the space was saved with an encoder object that had no name, and no
                 override names one.
         """
         unknown = set(overrides) - {*_PARAMS, "image_encoder", "text_encoder"}
         if unknown:
             raise TypeError(f"unknown RelativeSpace arguments: {sorted(unknown)}.")
-        manifest = storage.read_manifest(path, SPACE_FORMAT, SPACE_FORMAT_VERSION)
-        params = manifest.get("params")
+
+        def read(folder: storage.Folder) -> tuple[dict[str, Any], AnchorSet]:
+            manifest = storage.read_manifest(
+                folder, SPACE_FORMAT, SPACE_FORMAT_VERSION, unsealed=(1,)
+            )
+            with folder.folder("anchors") as anchors_folder:
+                return manifest, AnchorSet.load(anchors_folder, mmap=mmap, verify=verify)
+
+        manifest, anchors = storage.load_folder(path, read)
         where = Path(path) / storage.MANIFEST
+        params = manifest.get("params")
         if not isinstance(params, dict):
             raise storage.AnchorFileError(f"{where} has no 'params' object: it is incomplete.")
         extra = set(params) - set(_PARAMS)
@@ -427,18 +442,22 @@ class RelativeSpace:
         for modality in MODALITIES:
             side = f"{modality}_encoder"
             name = manifest.get(side)
+            if name is not None and not isinstance(name, str):
+                raise storage.AnchorFileError(f"{where}: {side!r} must be a string or null.")
             if side in overrides:
                 continue
-            if not isinstance(name, str):
+            if name is None:
                 raise ValueError(
                     f"{path} was saved with a {modality} encoder object that has no name: pass "
                     f"RelativeSpace.load(path, {side}=...) with the encoder that made it."
                 )
             kwargs[side] = name
+        try:
+            cls(**kwargs)._check_params()
+        except (TypeError, ValueError) as error:
+            raise storage.AnchorFileError(f"{where} has invalid params: {error}") from None
         kwargs.update(overrides)
-        space = cls(**kwargs)
-        anchors = AnchorSet.load(Path(path) / "anchors", mmap=mmap, verify=verify)
-        return space.set_anchors(anchors)
+        return cls(**kwargs).set_anchors(anchors)
 
     # ----------------------------------------------------------------- encoding
     def encode_images(

@@ -24,6 +24,13 @@ def _anchors(n: int = 300, seed: int = 0, **kwargs: object) -> AnchorSet:
     )
 
 
+SHARD = Path("shards", "000000")
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def _predictions(space: RelativeSpace) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(99)
     clf = space.zero_shot_classifier(list("abcd"), prompt_embeddings=rng.normal(size=(4, 3, 12)))
@@ -49,11 +56,16 @@ def test_anchor_round_trip_is_bit_identical(tmp_path: Path) -> None:
 def test_optional_columns_stay_absent(tmp_path: Path) -> None:
     a = AnchorSet(np.eye(3), np.eye(3))
     b = AnchorSet.load(a.save(tmp_path / "s"))
-    assert b.captions is None and b.image_paths is None
-    assert not (tmp_path / "s" / "captions.jsonl").exists()
+    assert b.captions is None and b.image_paths is None and b.keys is None
+    assert not (tmp_path / "s" / SHARD / "captions.jsonl").exists()
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["n"] == 3 and manifest["format_version"] == 1
-    assert set(manifest["files"]) == {"image_embeddings.npy", "text_embeddings.npy", "ids.jsonl"}
+    assert manifest["n"] == 3 and manifest["format_version"] == 2
+    assert manifest["columns"] == ["ids"] and manifest["provenance"] == {}
+    assert set(manifest["shards"][0]["files"]) == {
+        "image_embeddings.npy",
+        "text_embeddings.npy",
+        "ids.jsonl",
+    }
 
 
 def test_space_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
@@ -75,8 +87,8 @@ def test_float16_storage_halves_files_and_computes_in_float32(tmp_path: Path) ->
     a = _anchors()
     a.save(tmp_path / "f32")
     b = AnchorSet.load(a.save(tmp_path / "f16", dtype="float16"))
-    big = (tmp_path / "f32" / "image_embeddings.npy").stat().st_size
-    small = (tmp_path / "f16" / "image_embeddings.npy").stat().st_size
+    big = (tmp_path / "f32" / SHARD / "image_embeddings.npy").stat().st_size
+    small = (tmp_path / "f16" / SHARD / "image_embeddings.npy").stat().st_size
     assert small < 0.51 * big
     assert b.dtype == np.float16 and b.nbytes * 2 == a.nbytes
     np.testing.assert_array_equal(b.image_embeddings, a.image_embeddings.astype(np.float16))
@@ -94,7 +106,7 @@ def test_exception_mid_save_leaves_previous_set_intact(
 ) -> None:
     old = _anchors(seed=1)
     old.save(tmp_path / "set")
-    before = {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()}
+    before = _contents(tmp_path / "set")
 
     def fail(*args: object, **kwargs: object) -> None:
         raise OSError("disk full (injected)")
@@ -105,7 +117,7 @@ def test_exception_mid_save_leaves_previous_set_intact(
     monkeypatch.undo()
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]  # no temporary folder left
-    assert {p.name: p.read_bytes() for p in (tmp_path / "set").iterdir()} == before
+    assert _contents(tmp_path / "set") == before
     loaded = AnchorSet.load(tmp_path / "set", verify=True)
     np.testing.assert_array_equal(loaded.image_embeddings, old.image_embeddings)
 
@@ -118,7 +130,7 @@ def test_exception_at_the_rename_leaves_previous_set_intact(
     def fail(tmp: Path, target: Path) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(storage, "_replace_folder", fail)
+    monkeypatch.setattr(storage, "_publish", fail)
     with pytest.raises(KeyboardInterrupt):
         _anchors(seed=2).save(tmp_path / "set")
     monkeypatch.undo()
@@ -146,21 +158,25 @@ def test_save_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
 
 def test_flipped_byte_is_detected_with_verify(tmp_path: Path) -> None:
     folder = _anchors().save(tmp_path / "set")
-    path = folder / "image_embeddings.npy"
+    path = folder / SHARD / "image_embeddings.npy"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-    with pytest.raises(AnchorFileError, match="sha256"):
+    with pytest.raises(AnchorFileError, match="checksum"):
         AnchorSet.load(folder, verify=True)
-    with pytest.raises(AnchorFileError, match="sha256"):
-        AnchorSet.load(folder)  # small sets are verified by default
-    AnchorSet.load(folder, verify=False)  # the documented opt-out (large sets)
+    lazy = AnchorSet.load(folder)  # by default: checked on the first read of the rows
+    with pytest.raises(AnchorFileError, match=r"image_embeddings\.npy does not match its checksum"):
+        RelativeSpace(k=5).set_anchors(lazy)
+    with pytest.raises(AnchorFileError, match="checksum"):
+        _ = lazy.image_embeddings
+    assert lazy.text_embeddings.shape == (300, 12)  # the other modality is intact
+    assert AnchorSet.load(folder, verify=False).image_embeddings.shape == (300, 24)  # opt-out
 
 
 @pytest.mark.parametrize("verify", [True, False, None])
 def test_truncated_and_missing_files_are_detected(tmp_path: Path, verify: bool | None) -> None:
     folder = _anchors().save(tmp_path / "set")
-    path = folder / "text_embeddings.npy"
+    path = folder / SHARD / "text_embeddings.npy"
     path.write_bytes(path.read_bytes()[:-8])
     with pytest.raises(AnchorFileError, match="truncated"):
         AnchorSet.load(folder, verify=verify)
@@ -179,19 +195,19 @@ def test_not_a_saved_folder(tmp_path: Path) -> None:
         RelativeSpace.load(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["format_version"] = 99
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    storage.write_json(folder / "manifest.json", manifest)
     with pytest.raises(AnchorFileError, match="upgrade asif"):
         AnchorSet.load(folder)
 
 
 def test_pickled_arrays_are_refused(tmp_path: Path) -> None:
     folder = AnchorSet(np.eye(2), np.eye(2)).save(tmp_path / "set")
-    path = folder / "image_embeddings.npy"
+    path = folder / SHARD / "image_embeddings.npy"
     np.save(path, np.array([[{"evil": 1}, None], [None, None]], dtype=object))
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["files"]["image_embeddings.npy"]["bytes"] = path.stat().st_size
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(AnchorFileError, match=r"not a valid \.npy"):
+    manifest["shards"][0]["files"]["image_embeddings.npy"]["bytes"] = path.stat().st_size
+    storage.write_json(folder / "manifest.json", manifest)  # re-sealed: only the array is wrong
+    with pytest.raises(AnchorFileError, match=r"image_embeddings\.npy holds object"):
         AnchorSet.load(folder, verify=False)
 
 

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -39,11 +39,15 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from asif import storage
 from asif.index.exact import DEFAULT_QUERY_BATCH
 from asif.index.factory import concatenate_chunks, faiss_index, resolve_gpu, set_search_params
 
 __all__ = ["CompressedIndex", "uncentred_projection"]
 
+INDEX_FORMAT = "asif-compressed-index"
+INDEX_FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
 TRAIN_ROWS = 1 << 18
 """Rows ``build`` trains on by default (FAISS wants at least 39 per inverted list)."""
 
@@ -159,38 +163,116 @@ class CompressedIndex:
         return index
 
     @classmethod
-    def load(cls, path: str | Path, *, gpu: bool | str = "auto") -> CompressedIndex:
-        """Read an index written by :meth:`save` (a FAISS index file and a JSON file; no pickle)."""
+    def load(
+        cls, path: str | os.PathLike[str], *, gpu: bool | str = "auto", verify: bool = True
+    ) -> CompressedIndex:
+        """Read an index written by :meth:`save` (no pickle).
+
+        The folder is opened once and its FAISS file read through that descriptor after its
+        checksum is checked (``verify=False`` skips that pass over the file; its size and the
+        manifest's own checksum are still checked), so a corrupted file is refused, never
+        searched, and a save over ``path`` meanwhile gives the old index or the new one. A file
+        written by an older asif (``path`` and ``path.json`` beside it) still loads, unverified.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a saved index.
+            asif.storage.AnchorFileError: a file is missing, truncated, altered or malformed.
+        """
         path = Path(path)
-        meta = json.loads(_meta_path(path).read_text())
+        if path.is_file() and _meta_path(path).is_file():
+            return cls._load_legacy(path, gpu)
+        return storage.load_folder(path, lambda folder: cls._read(folder, gpu, verify))
+
+    @classmethod
+    def _read(cls, folder: storage.Folder, gpu: bool | str, verify: bool) -> CompressedIndex:
+        manifest = storage.read_manifest(folder, INDEX_FORMAT, INDEX_FORMAT_VERSION)
+        where = folder.path / storage.MANIFEST
+        files = manifest.get("files")
+        if not isinstance(files, dict) or set(files) != {INDEX_FILE}:
+            raise storage.AnchorFileError(f"{where}: 'files' must list exactly {INDEX_FILE!r}.")
+        with folder.file(INDEX_FILE, files[INDEX_FILE]) as f:
+            if verify:
+                f.verify()
+            index = _read_faiss(f)
+        return cls._from_faiss(index, manifest, str(f.path), gpu)
+
+    @classmethod
+    def _load_legacy(cls, path: Path, gpu: bool | str) -> CompressedIndex:
+        logging.getLogger("asif").warning(
+            "%s is an index file without a checksum (written by an older asif): save it again "
+            "to get a verified folder.",
+            path,
+        )
+        meta = storage.parse_json(_meta_path(path).read_bytes(), str(_meta_path(path)))
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as error:
+            raise storage.AnchorFileError(f"{path} is not a FAISS index: {error}") from None
+        return cls._from_faiss(index, meta, str(path), gpu)
+
+    @classmethod
+    def _from_faiss(
+        cls, index: faiss.Index, meta: object, where: str, gpu: bool | str
+    ) -> CompressedIndex:
+        """The object around a read FAISS index, checked against its metadata."""
+        if not isinstance(meta, dict):
+            raise storage.AnchorFileError(f"{where}: its metadata is not a JSON object.")
+        factory, dims, refine, n = (meta.get(key) for key in ("factory", "dims", "refine", "n"))
+        if (
+            not isinstance(factory, str)
+            or not (dims is None or (type(dims) is int and dims >= 1))
+            or not (refine is None or isinstance(refine, str))
+            or (n is not None and n != index.ntotal)
+            or ("d" in meta and meta["d"] != index.d)
+        ):
+            raise storage.AnchorFileError(
+                f"{where}: its metadata (factory, dims, refine, n, d) is malformed or does not "
+                f"match the index it holds (n={index.ntotal}, d={index.d})."
+            )
         new = object.__new__(cls)
-        new._index = faiss.read_index(str(path))
-        new.factory_, new.dims, new.refine = meta["factory"], meta["dims"], meta["refine"]
-        new.d = new._index.d
+        new._index = index
+        new.factory_, new.dims, new.refine = factory, dims, refine
+        new.d = index.d
         new.query_batch = DEFAULT_QUERY_BATCH
         new.on_gpu = resolve_gpu(gpu) and new.refine is None
         new._search_index = None
-        new._apply_params()
+        try:
+            new._apply_params()
+        except (RuntimeError, ValueError) as error:
+            raise storage.AnchorFileError(f"{where}: bad search parameters: {error}") from None
         return new
 
-    def save(self, path: str | Path) -> None:
-        """Write the index to ``path`` (``faiss.write_index``) and ``path.json`` beside it.
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the index to the folder ``path`` atomically; returns the path.
 
-        Both are written to temporary files first, so a failed save leaves any previous
-        index at ``path`` intact.
+        The folder holds ``index.faiss`` (``faiss.write_index``) and a sealed ``manifest.json``
+        with the factory, dims, refine, n, d and the FAISS file's size and checksum. It is
+        written beside ``path`` and put in place in one step, so a failed or killed save leaves
+        a previous index at ``path`` intact, and only an asif folder there is replaced.
+
+        Example:
+            >>> import tempfile
+            >>> x = np.eye(4, dtype=np.float32)
+            >>> folder = CompressedIndex.build([x], "Flat", gpu=False).save(tempfile.mkdtemp() + "/ix")
+            >>> CompressedIndex.load(folder, gpu=False).n
+            4
         """
-        path = Path(path)
-        meta = json.dumps(
-            {"factory": self.factory_, "dims": self.dims, "refine": self.refine, "n": self.n}
-        )
-        tmp_index, tmp_meta = (
-            path.with_name(path.name + ".tmp"),
-            path.with_name(path.name + ".json.tmp"),
-        )
-        faiss.write_index(self._index, str(tmp_index))
-        tmp_meta.write_text(meta)
-        os.replace(tmp_index, path)
-        os.replace(tmp_meta, _meta_path(path))
+        with storage.atomic_folder(path) as tmp:
+            record = _write_faiss(self._index, tmp / INDEX_FILE)
+            storage.write_json(
+                tmp / storage.MANIFEST,
+                {
+                    "format": INDEX_FORMAT,
+                    "format_version": INDEX_FORMAT_VERSION,
+                    "factory": self.factory_,
+                    "dims": self.dims,
+                    "refine": self.refine,
+                    "n": self.n,
+                    "d": self.d,
+                    "files": {INDEX_FILE: record},
+                },
+            )
+        return Path(path)
 
     def __repr__(self) -> str:
         where = "gpu" if self.on_gpu else "cpu"
@@ -285,7 +367,42 @@ class CompressedIndex:
 
 
 def _meta_path(path: Path) -> Path:
+    """The metadata file beside an index file of the old, unverified format."""
     return path.with_name(path.name + ".json")
+
+
+def _write_faiss(index: faiss.Index, path: Path) -> dict[str, object]:
+    """Write ``index`` to ``path``, checksumming as FAISS writes; returns the file record."""
+    checksum = storage.Checksum()
+    with open(path, "wb") as f:
+
+        def write(data: bytes) -> int:
+            checksum.update(data)
+            f.write(data)
+            return len(data)
+
+        writer = faiss.PyCallbackIOWriter(write)
+        faiss.write_index(index, writer)
+        del writer  # flushes FAISS's buffer
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": path.stat().st_size, "checksum": checksum.value()}
+
+
+def _read_faiss(f: storage.OpenFile) -> faiss.Index:
+    """Read a FAISS index through an opened file's descriptor."""
+    offset = 0
+
+    def read(n: int) -> bytes:
+        nonlocal offset
+        data = os.pread(f.fd, min(n, f.size - offset), offset)
+        offset += len(data)
+        return data
+
+    try:
+        return faiss.read_index(faiss.PyCallbackIOReader(read))
+    except RuntimeError as error:
+        raise storage.AnchorFileError(f"{f.path} is not a readable FAISS index: {error}") from None
 
 
 def _rows(x: np.ndarray, d: int | None, what: str, *, normalised: bool = True) -> np.ndarray:

@@ -152,9 +152,9 @@ def test_save_and_load(tmp_path, clustered) -> None:
 
 def test_failed_save_keeps_the_previous_index(tmp_path, clustered, monkeypatch) -> None:
     _, a = clustered
-    path = tmp_path / "anchors.faiss"
+    path = tmp_path / "anchors.faiss"  # a folder: index.faiss and a sealed manifest.json
     CompressedIndex.build([a[:1000]], "Flat", gpu=False).save(path)
-    before = path.read_bytes(), (tmp_path / "anchors.faiss.json").read_text()
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
 
     def broken(*args: object) -> None:
         raise OSError("disk full")
@@ -162,7 +162,8 @@ def test_failed_save_keeps_the_previous_index(tmp_path, clustered, monkeypatch) 
     monkeypatch.setattr(faiss, "write_index", broken)
     with pytest.raises(OSError, match="disk full"):
         CompressedIndex.build([a], "Flat", gpu=False).save(path)
-    assert (path.read_bytes(), (tmp_path / "anchors.faiss.json").read_text()) == before
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["anchors.faiss"]  # no temporary left
     assert CompressedIndex.load(path, gpu=False).n == 1000
 
 
