@@ -602,10 +602,10 @@ def write_shard(
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {_DTYPES}, got {dtype!r}.")
     ids = np.asarray(ids)
-    n = ids.shape[0] if ids.ndim == 1 else -1
-    ids = _check_ids(ids, max(n, 0))
-    if n < 1:
-        raise ValueError("a shard needs at least one row, and ids must be a 1-D sequence.")
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"ids must be a 1-D sequence of at least one id, got shape {ids.shape}.")
+    n = ids.shape[0]
+    ids = _check_ids(ids, n)
     columns: dict[str, list[str] | None] = {
         "captions": _optional_strings(captions, n, "captions"),
         "image_paths": _optional_strings(image_paths, n, "image_paths", paths=True),
@@ -691,13 +691,14 @@ def write_manifest(
     text_encoder: str | None = None,
     provenance: Mapping[str, Any] | None = None,
     hub_statistics: Mapping[tuple[str, int], np.ndarray] | None = None,
+    shards: int | None = None,
 ) -> dict[str, Any]:
     """Finish the anchor set in ``folder`` from its shards: write its ``manifest.json``.
 
-    Shards ``000000`` to ``S-1`` must all be complete, with the same dims, dtype and columns,
-    and ids unique across them (each shard's ids are read and checked). The hub statistics are
-    written under ``hub_statistics/`` and the manifest last, atomically: until then the folder
-    does not load as a set.
+    Shards ``000000`` to ``S-1`` must all be complete (exactly ``shards`` of them, when given),
+    with the same dims, dtype and columns, and ids unique across them (each shard's ids are read
+    and checked). The hub statistics are written under ``hub_statistics/`` and the manifest
+    last, atomically: until then the folder does not load as a set.
 
     Returns:
         The manifest written.
@@ -714,16 +715,21 @@ def write_manifest(
     entries: list[dict[str, Any]] = []
     shapes: set[tuple[Any, ...]] = set()
     all_ids = []
-    with storage.Folder.open(folder) as root, root.folder("shards") as shards:
-        names = sorted(n for n in shards.names() if _SHARD_NAME.fullmatch(n))
-        missing = sorted(set(f"{i:06d}" for i in range(len(names))) - set(names))
+    with storage.Folder.open(folder) as root, root.folder("shards") as shard_root:
+        names = sorted(n for n in shard_root.names() if _SHARD_NAME.fullmatch(n))
+        count = len(names) if shards is None else shards
+        missing = sorted({f"{i:06d}" for i in range(count)} - set(names))
+        if shards is not None and len(names) > shards:
+            raise ValueError(
+                f"{folder} holds {len(names)} shards, more than the {shards} expected."
+            )
         if not names or missing:
             raise ValueError(
                 f"{folder} lacks shards {missing[:10] or ['000000']}: write them before "
                 "finishing the set."
             )
         for index, name in enumerate(names):
-            with shards.folder(name) as shard:
+            with shard_root.folder(name) as shard:
                 document = _read_shard_document(shard, index)
                 shapes.add(
                     (
@@ -756,6 +762,8 @@ def write_manifest(
         finally:
             tmp.unlink(missing_ok=True)
         hubs.append({"modality": modality, "k": k, **record})
+    if hubs:
+        storage.fsync_tree(folder / _HUBS)
     return storage.write_json(
         folder / storage.MANIFEST,
         {
@@ -897,7 +905,9 @@ def _read_set(folder: storage.Folder, mmap: bool, verify: bool | None) -> Anchor
             r.arrays()
     metadata = {c: None for c in COLUMNS[1:]}
     for column in columns[1:]:
-        metadata[column] = [value for p in parts for value in p[column]]
+        metadata[column] = (
+            parts[0][column] if len(parts) == 1 else [v for p in parts for v in p[column]]
+        )
     hubs = _read_hubs(folder, hub_entries, n, where, verify=verify is not False)
     return AnchorSet._trusted(
         rows["image"],
@@ -1030,8 +1040,15 @@ def _files_field(document: dict[str, Any], columns: list[str], where: str) -> di
     return files
 
 
+def _first_not(values: list[Any], kind: type) -> int | None:
+    """The position of the first value whose type is not exactly ``kind`` (C-speed when none)."""
+    if set(map(type, values)) <= {kind}:
+        return None
+    return next(i for i, v in enumerate(values) if type(v) is not kind)
+
+
 def _ids_from_file(values: list[Any], where: Any) -> np.ndarray:
-    bad = next((i for i, v in enumerate(values) if type(v) is not int), None)
+    bad = _first_not(values, int)
     if bad is not None:
         raise AnchorFileError(f"{where}: ids must be integers, line {bad + 1} is {values[bad]!r}.")
     try:
@@ -1041,7 +1058,7 @@ def _ids_from_file(values: list[Any], where: Any) -> np.ndarray:
 
 
 def _strings_from_file(values: list[Any], where: Any) -> list[str]:
-    bad = next((i for i, v in enumerate(values) if type(v) is not str), None)
+    bad = _first_not(values, str)
     if bad is not None:
         raise AnchorFileError(
             f"{where}: every value must be a string, line {bad + 1} is {values[bad]!r}."

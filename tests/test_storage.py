@@ -272,6 +272,12 @@ def test_write_manifest_refuses_gaps_disagreements_and_repeated_ids(tmp_path: Pa
     write_shard(tmp_path / "gap", 1, image_embeddings=x, text_embeddings=x, ids=range(4))
     with pytest.raises(ValueError, match="lacks shards"):
         write_manifest(tmp_path / "gap")
+    write_shard(tmp_path / "gap", 0, image_embeddings=x, text_embeddings=x, ids=range(4, 8))
+    with pytest.raises(ValueError, match=r"lacks shards \['000002'\]"):
+        write_manifest(tmp_path / "gap", shards=3)  # the builder knows how many it wrote
+    with pytest.raises(ValueError, match="more than the 1 expected"):
+        write_manifest(tmp_path / "gap", shards=1)
+    assert write_manifest(tmp_path / "gap", shards=2)["n"] == 8
     for index, ids in enumerate(([0, 1, 2, 3], [3, 4, 5, 6])):
         write_shard(tmp_path / "dup", index, image_embeddings=x, text_embeddings=x, ids=ids)
     with pytest.raises(ValueError, match=r"\[3\] repeat"):
@@ -841,50 +847,60 @@ def test_a_space_load_reads_manifest_and_anchors_of_one_save(
 _SAVER = """
 import sys, time
 from pathlib import Path
-path, seconds = Path(sys.argv[1]), float(sys.argv[2])
+path, seconds, count = Path(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
 sets = [make_set(3000, seed=1), make_set(2000, seed=2)]
 end, i = time.time() + seconds, 0
 while time.time() < end:
     sets[i % 2].save(path, shard_size=1024)
     i += 1
-print(i)
+    count.write_text(str(i))
 """
 
 
-def _load_while_saving(tmp_path: Path, loads: int, seconds: float) -> tuple[int, int]:
+def _load_while_saving(
+    tmp_path: Path, loads: int, saves: int, seconds: float
+) -> tuple[int, int, int]:
+    """(loads, mixed loads, saves): load until ``loads`` loads and ``saves`` saves are done (or
+    ``seconds`` pass) while a child process saves two sets in turn over one path."""
     sets = {3000: make_set(3000, seed=1), 2000: make_set(2000, seed=2)}
-    path = tmp_path / "set"
+    path, count = tmp_path / "set", tmp_path / "saves"
     sets[3000].save(path, shard_size=1024)
     saver = subprocess.Popen(
-        [sys.executable, "-c", MAKE_SET + _SAVER, str(path), str(seconds)],
+        [sys.executable, "-c", MAKE_SET + _SAVER, str(path), str(seconds), str(count)],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
     )
+
+    def saved() -> int:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(count.read_text())
+        return 0
+
     done = mixed = 0
     try:
-        while done < loads or saver.poll() is None:
+        while saver.poll() is None:
             loaded = load_all(path, verify=done % 2 == 0)
             try:
                 assert_same(sets[len(loaded)], loaded)
             except (AssertionError, KeyError):
                 mixed += 1
             done += 1
-            if done >= loads and saver.poll() is None:
+            if done >= loads and saved() >= saves:
                 saver.terminate()
     finally:
         saver.wait()
-    return done, mixed
+    print(f"{done} loads, {mixed} mixed, while {saved()} saves replaced the set")
+    return done, mixed, saved()
 
 
 def test_loads_while_another_process_saves_are_never_mixed(tmp_path: Path) -> None:
-    done, mixed = _load_while_saving(tmp_path, loads=40, seconds=3)
-    assert mixed == 0 and done >= 40
+    done, mixed, saves = _load_while_saving(tmp_path, loads=40, saves=3, seconds=20)
+    assert mixed == 0 and done >= 40 and saves >= 3
 
 
 @pytest.mark.slow
 def test_soak_500_loads_while_another_process_saves(tmp_path: Path) -> None:
-    done, mixed = _load_while_saving(tmp_path, loads=600, seconds=120)
-    assert done >= 500 and mixed == 0
+    done, mixed, saves = _load_while_saving(tmp_path, loads=600, saves=100, seconds=400)
+    assert mixed == 0 and done >= 500 and saves >= 100
 
 
 # --------------------------------------------------------------------------- SIGKILL during save
