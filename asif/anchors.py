@@ -283,14 +283,20 @@ class AnchorSet:
             joined = self._joined.get(modality)
         return [joined] if joined is not None else list(rows.iter_vectors())
 
-    def _row_chunks(self, side: str, start: int, stop: int) -> Iterator[np.ndarray]:
-        """Rows ``start:stop`` of one modality, in chunks of at most ``_CHUNK_ROWS`` rows."""
-        offset = 0
-        for block in self.blocks(side):
-            lo, hi = max(start, offset), min(stop, offset + block.shape[0])
-            for s in range(lo, hi, _CHUNK_ROWS):
-                yield block[s - offset : min(hi, s + _CHUNK_ROWS) - offset]
-            offset += block.shape[0]
+    def _row_chunks(self, side: str) -> Iterator[np.ndarray]:
+        """All rows of one modality in order, in chunks of at most ``_CHUNK_ROWS`` rows, read
+        once (a row source's blocks are made one at a time, never all held)."""
+        rows = self._rows[side]
+        blocks: Iterable[np.ndarray]
+        if isinstance(rows, np.ndarray):
+            blocks = [rows]
+        elif isinstance(rows, _ShardRows) or side in self._joined:
+            blocks = self.blocks(side)
+        else:
+            blocks = rows.iter_vectors()
+        for block in blocks:
+            for start in range(0, block.shape[0], _CHUNK_ROWS):
+                yield block[start : start + _CHUNK_ROWS]
 
     def _gather(self, side: str, rows: np.ndarray) -> np.ndarray:
         """The rows at these positions (a copy), read from each block in place."""
@@ -337,6 +343,7 @@ class AnchorSet:
         if type(shard_size) is not int or shard_size < 1:
             raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}.")
         n = len(self)
+        streams = {m: _RowStream(self._row_chunks(m)) for m in MODALITIES}
         with storage.atomic_folder(path) as tmp:
             for index, start in enumerate(range(0, n, shard_size)):
                 stop = min(n, start + shard_size)
@@ -347,8 +354,8 @@ class AnchorSet:
                 write_shard(
                     tmp,
                     index,
-                    image_embeddings=self._row_chunks("image", start, stop),
-                    text_embeddings=self._row_chunks("text", start, stop),
+                    image_embeddings=streams["image"].take(stop - start),
+                    text_embeddings=streams["text"].take(stop - start),
                     ids=self.ids[start:stop],
                     dtype=dtype,
                     **columns,
@@ -518,6 +525,23 @@ class AnchorSet:
             provenance=json.loads(json.dumps(provenance)),
             **columns,
         )
+
+
+class _RowStream:
+    """Row chunks of one modality in order, handed out ``n`` rows at a time (one per shard)."""
+
+    def __init__(self, chunks: Iterator[np.ndarray]) -> None:
+        self._chunks = chunks
+        self._rest: np.ndarray | None = None
+
+    def take(self, n: int) -> Iterator[np.ndarray]:
+        """The next ``n`` rows, as chunks (a chunk that crosses the boundary is split)."""
+        while n > 0:
+            chunk = self._rest if self._rest is not None else next(self._chunks)
+            self._rest = chunk[n:] if chunk.shape[0] > n else None
+            chunk = chunk[:n]
+            n -= chunk.shape[0]
+            yield chunk
 
 
 class _ShardRows:

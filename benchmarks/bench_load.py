@@ -5,7 +5,8 @@ with ids and captions) is written once per dtype; every measurement then reads i
 page cache (the files were just written or read), best of ``--repeats``:
 
 - ``np.load mmap``: ``np.load(mmap_mode="r")`` of both arrays: the zero-copy floor.
-- ``np.load``: both arrays read into memory.
+- ``np.load``: both arrays read into memory (the reference, ``/ np.load``); then the same plus
+  ``json.loads`` of the ids and captions, what any loader of the whole set must at least do.
 - ``load(verify=False)``: mapped; sizes, headers and the sealed manifest checked, metadata parsed.
 - ``load()``: the default: as above, plus the metadata checksums; the embeddings are checked later.
 - ``load() + first read``: the default, then ``blocks()`` of both modalities, which checks their
@@ -92,6 +93,12 @@ def measure(folder: Path, repeats: int) -> list[dict[str, Any]]:
             a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             assert a.shape[0] > 0
 
+    def np_load_and_json() -> None:
+        np_load(False)
+        for path in sorted(folder.glob("shards/*/*.jsonl")):
+            text = path.read_text(encoding="utf-8")
+            assert json.loads("[" + text[:-1].replace("\n", ",") + "]")
+
     def first_read(**kwargs: Any) -> None:
         anchors = AnchorSet.load(folder, **kwargs)
         anchors.blocks("image")
@@ -100,6 +107,7 @@ def measure(folder: Path, repeats: int) -> list[dict[str, Any]]:
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("np.load mmap (floor)", lambda: np_load(True)),
         ("np.load (read)", lambda: np_load(False)),
+        ("np.load (read) + json.loads of ids, captions", np_load_and_json),
         ("AnchorSet.load(verify=False)", lambda: AnchorSet.load(folder, verify=False)),
         ("AnchorSet.load() (default)", lambda: AnchorSet.load(folder)),
         ("AnchorSet.load() + first read", lambda: first_read()),
@@ -110,7 +118,7 @@ def measure(folder: Path, repeats: int) -> list[dict[str, Any]]:
     reference = None
     for name, fn in cases:
         seconds = best(fn, repeats)
-        if name.startswith("np.load (read)"):
+        if name == "np.load (read)":
             reference = seconds
         rows.append({"method": name, "seconds": seconds, "gb_per_s": nbytes / seconds / 1e9})
     for row in rows:
