@@ -18,12 +18,23 @@ import numpy as np
 from ..data import list_image_files
 from ._common import resolve_device, show_progress
 from ._registry import PACKAGED_IMAGE, EncoderSpec, resolve_image_name
-from .cache import EmbeddingCache, resolve_cache
+from .cache import (
+    EmbeddingCache,
+    fingerprint_of,
+    remembered,
+    resolve_cache,
+    weights_digest,
+    weights_state,
+)
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image as PILImage
     from torch import nn
+
+# Part of every image fingerprint: bump it when a change here (decoding, conversion to RGB, the
+# forward pass) changes the embedding a file gets, so that cached rows of the old code miss.
+_CACHE_PIPELINE = 1
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | PILImage.Image"
 ImageInputs: TypeAlias = "ImageInput | Iterable[ImageInput]"
@@ -148,6 +159,34 @@ class ImageEncoder:
     def __repr__(self) -> str:
         return f"ImageEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r})"
 
+    @property
+    def fingerprint(self) -> str:
+        """What the embedding cache keys this encoder's rows by (64 hex digits).
+
+        A sha256 over the model's weights (:func:`~asif.encoders.cache.weights_digest`), class and
+        module tree, ``dim``, ``data_config`` and ``transform``: another model under the same name
+        misses the cache. Computed once (40 ms for Lite0), and again when a submodule or a weight
+        tensor of ``model`` changes (:func:`~asif.encoders.cache.weights_state`), ``transform``
+        is replaced or the other settings change (2 ms to check). A subclass that embeds
+        differently must override it.
+        """
+        model, transform = self.model, self.transform
+        settings = fingerprint_of(
+            kind="image", pipeline=_CACHE_PIPELINE, dim=self.dim, data_config=self.data_config
+        )
+        return remembered(
+            self,
+            "fingerprint",
+            (weights_state(model), transform, settings),
+            lambda: fingerprint_of(
+                settings=settings,
+                transform=repr(transform),
+                model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+                architecture=repr(model),
+                weights=weights_digest(model),
+            ),
+        )
+
     def encode(
         self,
         inputs: ImageInputs,
@@ -167,10 +206,10 @@ class ImageEncoder:
             show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
             on_error: ``"raise"`` stops at the first missing or undecodable file;
                 ``"skip"`` leaves such files out and lists them in ``self.last_skipped``.
-            cache: reuse and store embeddings of image *files* on disk, keyed by (encoder name,
-                sha256 of the file content). True uses ``~/.cache/asif/embeddings`` (or
-                ``$ASIF_CACHE/embeddings``); a path or an :class:`EmbeddingCache` chooses the
-                place. PIL images are always encoded.
+            cache: reuse and store embeddings of image *files* on disk, keyed by
+                (``self.fingerprint``, sha256 of the file content). True uses
+                ``~/.cache/asif/embeddings`` (or ``$ASIF_CACHE/embeddings``); a path or an
+                :class:`EmbeddingCache` chooses the place. PIL images are always encoded.
 
         Returns:
             ``(n, dim)`` float32 array with unit-norm rows, in input order; a single input gives
@@ -206,7 +245,10 @@ class ImageEncoder:
         good = self._encode_items(items, todo, out, batch_size, show_progress_bar, on_error)
         if store is not None:
             fresh = [i for i in good if keys[i] is not None]
-            store.put(self.name, [keys[i] for i in fresh], out[fresh])  # type: ignore[misc]
+            # a file that changed while it was decoded is not stored under its old hash
+            again = store.hash_files([items[i] for i in fresh], missing_ok=True)
+            fresh = [i for i, h in zip(fresh, again, strict=True) if h == keys[i]]
+            store.put(self, [keys[i] for i in fresh], out[fresh])
         out = out[inverse]
         if self.last_skipped:
             reasons = {s.index: s.reason for s in self.last_skipped}
@@ -232,7 +274,7 @@ class ImageEncoder:
         hashes = store.hash_files([items[i] for i in file_indices], missing_ok=on_error == "skip")
         for i, h in zip(file_indices, hashes, strict=True):
             keys[i] = h
-        found = store.get(self.name, [keys[i] for i in file_indices if keys[i] is not None])
+        found = store.get(self, [keys[i] for i in file_indices if keys[i] is not None])
         todo = []
         for i in indices:
             key = keys[i]

@@ -17,10 +17,23 @@ import numpy as np
 
 from ._common import resolve_device, show_progress
 from ._registry import EncoderSpec, resolve_text_name
-from .cache import EmbeddingCache, resolve_cache, text_key
+from .cache import (
+    EmbeddingCache,
+    fingerprint_of,
+    remembered,
+    resolve_cache,
+    text_key,
+    tokenizer_digest,
+    weights_digest,
+    weights_state,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+# Part of every text fingerprint: bump it when a change here (the arguments ``_encode`` passes,
+# normalisation) changes the embedding a text gets, so that cached rows of the old code miss.
+_CACHE_PIPELINE = 1
 
 
 class TextEncoder:
@@ -50,6 +63,46 @@ class TextEncoder:
     def __repr__(self) -> str:
         return f"TextEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r})"
 
+    @property
+    def fingerprint(self) -> str | None:
+        """What the embedding cache keys this encoder's rows by (64 hex digits).
+
+        A sha256 over the model's weights (:func:`~asif.encoders.cache.weights_digest`), class and
+        module list, ``dim``, tokenizer, maximum sequence length, prompts and ``truncate_dim``.
+        Computed once (250 ms for all-MiniLM-L6-v2), and again when a submodule or a weight
+        tensor of ``model`` changes (:func:`~asif.encoders.cache.weights_state`), the tokenizer
+        is replaced or grows, or the settings change. None (the cache is not used) when ``model``
+        is not a torch module; a subclass that embeds differently must override it.
+        """
+        import torch
+
+        model = self.model
+        if not isinstance(model, torch.nn.Module):
+            return None
+        tokenizer = getattr(model, "tokenizer", None)
+        settings = fingerprint_of(
+            kind="text",
+            pipeline=_CACHE_PIPELINE,
+            dim=self.dim,
+            max_seq_length=getattr(model, "max_seq_length", None),
+            prompts=getattr(model, "prompts", None),
+            default_prompt_name=getattr(model, "default_prompt_name", None),
+            truncate_dim=getattr(model, "truncate_dim", None),
+        )
+        tokenizer_size = None if tokenizer is None else len(tokenizer)
+        return remembered(
+            self,
+            "fingerprint",
+            (weights_state(model), tokenizer, tokenizer_size, settings),
+            lambda: fingerprint_of(
+                settings=settings,
+                model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+                architecture=repr(model),
+                weights=weights_digest(model),
+                tokenizer=None if tokenizer is None else tokenizer_digest(tokenizer),
+            ),
+        )
+
     def encode(
         self,
         texts: str | Iterable[str],
@@ -64,8 +117,8 @@ class TextEncoder:
             texts: a list of strings, or one string.
             batch_size: texts per forward pass (sentence-transformers sorts them by length).
             show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
-            cache: reuse and store embeddings on disk, keyed by (encoder name, sha256 of the
-                UTF-8 text); True uses the default cache folder, a path or an
+            cache: reuse and store embeddings on disk, keyed by (``self.fingerprint``, sha256
+                of the UTF-8 text); True uses the default cache folder, a path or an
                 :class:`EmbeddingCache` chooses it (see ``encode`` of the image encoder).
 
         Returns:
@@ -91,12 +144,12 @@ class TextEncoder:
         if store is None:
             return self._encode(items, batch_size, show_progress_bar)
         keys = [text_key(t) for t in items]
-        found = store.get(self.name, keys)
+        found = store.get(self, keys)
         todo = list(dict.fromkeys(k for k in keys if k not in found))
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             fresh = self._encode([items[first[k]] for k in todo], batch_size, show_progress_bar)
-            store.put(self.name, todo, fresh)
+            store.put(self, todo, fresh)
             found.update(zip(todo, fresh, strict=True))
         return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
 
