@@ -1,4 +1,5 @@
-"""``asif eval``: zero-shot classification and retrieval tables beside the baseline."""
+"""``asif eval``: zero-shot classification and retrieval tables beside the baseline; with
+``--suite``, the generalisation suites (:mod:`asif.cli.suite`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from asif.cli import suite
 from asif.cli.options import add_space_options
 from asif.settings import DEFAULT, PAPER, parse_setting
 
@@ -48,10 +50,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed of the subsets (default: 0)")
     ev.add_argument("--json", type=Path, help="write the results to this JSON file")
     ev.add_argument("--plot", type=Path, help="write the accuracy-vs-anchors PNG here")
+    suite.add_suite_options(ev)
     ev.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "suite", None):
+        return suite.run(args)
     from asif import eval as ev
 
     settings = [parse_setting(text) for text in args.setting or []]
