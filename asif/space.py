@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from asif import storage
 from asif.anchors import AnchorSet
 from asif.explain import Explanation, explain_similarity
-from asif.index import AnchorSearch, build_index
+from asif.index import AnchorSearch, build_index, check_index
 from asif.relative import check_p, normalize_rows, sparse_scores
 from asif.retrieval import Gallery, SearchResult, index_gallery, search
 from asif.settings import DEFAULT
@@ -616,21 +616,30 @@ class RelativeSpace:
     def _build_state(self, anchors: AnchorSet) -> _State:
         """Index ``anchors`` (centred copies when ``center``) into a new state."""
         specs = _index_specs(self.index)
-        means = None
-        vectors: dict[str, Any] = {}
-        if self.center:
-            means = {}
-            for modality in MODALITIES:
+        means = {} if self.center else None
+        indexes = {}
+        for modality in MODALITIES:
+            spec = specs[modality]
+            if isinstance(spec, AnchorSearch):
+                if self.center:
+                    raise ValueError(
+                        "center=True indexes centred copies of the anchors: pass a factory "
+                        "string or a callable vectors -> index, not an index built beforehand."
+                    )
+                dim = getattr(anchors, f"{modality}_dim")
+                indexes[modality] = check_index(spec, len(anchors), dim, f"the {modality} index")
+                continue
+            vectors: Any
+            if means is not None:
                 embeddings = normalize_rows(getattr(anchors, f"{modality}_embeddings"))
                 means[modality] = embeddings.mean(axis=0)
-                vectors[modality] = normalize_rows(
+                vectors = normalize_rows(
                     embeddings - means[modality], what=f"centred {modality} anchors"
                 )
-        else:
-            for modality in MODALITIES:
+            else:
                 blocks = anchors.blocks(modality)
-                vectors[modality] = blocks[0] if len(blocks) == 1 else blocks
-        indexes = {m: build_index(specs[m], vectors[m], gpu=self.gpu) for m in MODALITIES}
+                vectors = blocks[0] if len(blocks) == 1 else blocks
+            indexes[modality] = build_index(spec, vectors, gpu=self.gpu)
         return _State(anchors, indexes["image"], indexes["text"], next(_versions), means)
 
     def _encode(

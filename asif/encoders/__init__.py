@@ -6,9 +6,12 @@ The default pair installs offline from PyPI. torch, timm and sentence-transforme
 only when an encoder is loaded.
 
 Example:
+    >>> from PIL import Image
     >>> from asif.encoders import load_image_encoder, load_text_encoder
-    >>> images = load_image_encoder("default").encode("photos/")  # doctest: +SKIP
-    >>> texts = load_text_encoder("default").encode(["a photo of a cat."])  # doctest: +SKIP
+    >>> load_image_encoder("default", device="cpu").encode([Image.new("RGB", (64, 48))]).shape
+    (1, 1280)
+    >>> load_text_encoder("default", device="cpu").encode(["a photo of a cat."]).shape
+    (1, 384)
 """
 
 from ._registry import canonical_encoder_name, image_encoder_names, text_encoder_names

@@ -114,14 +114,64 @@ def _as_items(inputs: ImageInputs) -> list[Any]:
         return [inputs]
     if isinstance(inputs, (str, os.PathLike)):
         return list_image_files(inputs) if os.path.isdir(inputs) else [os.fspath(inputs)]
+    if isinstance(inputs, np.ndarray) or _is_tensor(inputs):
+        return pixel_images(inputs)
     items = []
     for item in inputs:
         if isinstance(item, os.PathLike):
             item = os.fspath(item)
+        elif isinstance(item, np.ndarray) or _is_tensor(item):
+            (item,) = pixel_images(item)
         elif not isinstance(item, (str, Image.Image)):
-            raise TypeError(f"image inputs are paths or PIL images, got {type(item).__name__}")
+            raise TypeError(
+                "image inputs are paths, PIL images, uint8 arrays (H x W x 3) or torch pixel "
+                f"tensors (3 x H x W), got {type(item).__name__}"
+            )
         items.append(item)
     return items
+
+
+def pixel_images(pixels: Any) -> list[PILImage.Image]:
+    """PIL images from pixel arrays: NumPy ``uint8`` H x W x 3 (or n x H x W x 3, or H x W
+    grey), or torch tensors 3 x H x W (or n x 3 x H x W), ``uint8`` or float in [0, 1].
+
+    Example:
+        >>> [im.size for im in pixel_images(np.zeros((2, 4, 6, 3), np.uint8))]
+        [(6, 4), (6, 4)]
+    """
+    from PIL import Image
+
+    if _is_tensor(pixels):
+        import torch
+
+        x = pixels.detach().cpu()
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(
+                f"torch pixels must be 3 x H x W or n x 3 x H x W, got {tuple(x.shape)}"
+            )
+        if x.dtype.is_floating_point:
+            x = (x.clamp(0, 1) * 255).round()
+        array = x.to(dtype=torch.uint8).permute(0, 2, 3, 1).numpy()
+    else:
+        array = np.asarray(pixels)
+        if array.dtype != np.uint8:
+            raise ValueError(
+                f"image arrays must be uint8 (0-255), got {array.dtype}; an (n, d) float array "
+                "is taken for embeddings by RelativeSpace, not by the encoder."
+            )
+        if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3, 4)):
+            array = array[None]
+        if array.ndim != 4 or array.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"image arrays must be H x W x 3 or n x H x W x 3, got {array.shape}")
+    if array.shape[-1] == 1:
+        array = array[..., 0]
+    return [_to_rgb(Image.fromarray(np.ascontiguousarray(a))) for a in array]
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 class ImageEncoder:

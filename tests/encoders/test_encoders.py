@@ -197,8 +197,10 @@ def test_bad_arguments_raise(image_encoder, photos) -> None:
         image_encoder.encode(photos, normalize=True)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="on_error"):
         image_encoder.encode(photos, on_error="ignore")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="paths or PIL images"):
-        image_encoder.encode([np.zeros((4, 4, 3))])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="image arrays must be uint8"):
+        image_encoder.encode([np.zeros((4, 4, 3))])  # float pixels: ambiguous, refused
+    with pytest.raises(TypeError, match="paths, PIL images, uint8 arrays"):
+        image_encoder.encode([3.5])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         load_image_encoder("default", colour=True)  # type: ignore[call-arg]
 
