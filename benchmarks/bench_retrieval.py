@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from asif import AnchorSet, RelativeSpace
+from asif.eval.sources import load_anchor_pairs
 
-from asif import AnchorSet, RelativeSpace  # noqa: E402
-from asif.datasets import load_anchor_pairs  # noqa: E402
+from common import ROOT, machine
 
 
 def recall(
@@ -64,8 +62,7 @@ def flickr8k(
     text_embeddings = space.encode_texts(dev.captions)
     rows = []
     for k in ks:
-        space.k = k
-        space.set_anchors(space.anchors_)  # new state version: galleries re-vectorise with this k
+        space.k = k  # a new snapshot key: galleries re-vectorise with this k
         t = time.perf_counter()
         images = space.index_gallery(image_embeddings, modality="image")
         texts = space.index_gallery(text_embeddings, modality="text")
@@ -151,7 +148,7 @@ def main() -> None:
     parser.add_argument("--speed-k", type=int, default=800)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version()}
+    results: dict[str, Any] = {"machine": machine(), "platform": platform.platform()}
     if args.only in (None, "flickr8k"):
         results["flickr8k"] = flickr8k(
             args.k, args.p, args.hubness, args.image_encoder, args.text_encoder

@@ -12,6 +12,16 @@ if _DEFAULT_DATA.is_dir():  # this checkout's data folder, for named sources (as
     os.environ.setdefault("ASIF_DATA", str(_DEFAULT_DATA))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``slow`` tests (soaks, kill loops) run only when asked for: ``pytest -m slow``."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real data folder: ``$ASIF_DATA``, else ``../shared/data``; skips the test if absent."""

@@ -57,12 +57,6 @@ exec(MAKE_SET, _namespace)
 make_set = _namespace["make_set"]
 
 
-@pytest.fixture(autouse=True)
-def _slow_only_when_asked(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") and "slow" not in request.config.option.markexpr:
-        pytest.skip("a slow soak: run with -m slow")
-
-
 def assert_same(a: AnchorSet, b: AnchorSet, *, metadata: bool = True) -> None:
     """Everything a set holds is equal, bit for bit."""
     np.testing.assert_array_equal(a.ids, b.ids)

@@ -496,14 +496,8 @@ def test_two_processes_writing_one_cache_lose_nothing(tmp_path) -> None:
     _check_writers_result(root, texts)
 
 
-def _needs_slow(request: pytest.FixtureRequest) -> None:
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("a long soak: run with -m slow")
-
-
 @pytest.mark.slow
-def test_soak_four_writers_and_a_killed_one(tmp_path, request, monkeypatch) -> None:
-    _needs_slow(request)
+def test_soak_four_writers_and_a_killed_one(tmp_path, monkeypatch) -> None:
     root = tmp_path / "c"
     ctx = multiprocessing.get_context("spawn")
     victim = ctx.Process(target=_write_texts, args=(str(root), 9, 100_000))
@@ -521,9 +515,8 @@ def test_soak_four_writers_and_a_killed_one(tmp_path, request, monkeypatch) -> N
 
 
 @pytest.mark.slow
-def test_cost_of_shard_checks_and_file_hashing(data_dir, tmp_path, request) -> None:
+def test_cost_of_shard_checks_and_file_hashing(data_dir, tmp_path) -> None:
     """The figures in ``asif.encoders.cache``'s docstring: run with ``-m slow -s -k cost``."""
-    _needs_slow(request)
 
     def best(f: Any, n: int = 5) -> float:
         times = []
