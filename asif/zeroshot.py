@@ -3,6 +3,19 @@
 The prompts' text embeddings are kept, so when the space's anchors (or its k, p, hubness)
 change the class vectors are rebuilt against the new snapshot on the next call: a classifier
 never mixes two anchor sets.
+
+Images are embedded by each call that is given raw images. To classify, score and explain the
+same in-memory images, embed them once with :meth:`ZeroShotClassifier.encode` and pass the
+embeddings to every call (an (n, d) array is always taken for embeddings):
+
+Example:
+    >>> from asif import AnchorSet, RelativeSpace
+    >>> rng = np.random.default_rng(0)
+    >>> space = RelativeSpace(k=5).set_anchors(AnchorSet(rng.normal(size=(20, 4)), np.eye(20)))
+    >>> clf = space.zero_shot_classifier(["a", "b"], prompt_embeddings=np.eye(20)[:2, None, :])
+    >>> x = clf.encode(rng.normal(size=(3, 4)))  # raw images would be encoded here, once
+    >>> clf.predict(x).shape, clf.predict_proba(x).shape, clf.explain(x[0]).label in ("a", "b")
+    ((3,), (3, 2), True)
 """
 
 from __future__ import annotations
@@ -14,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from asif.calibration import DEFAULT_TEMPERATURE, choose_temperature, softmax
 from asif.explain import Explanation, explain_vectors
 from asif.relative import class_scores, class_vectors, normalize_rows, sparse_scores
 from asif.snapshot import SpaceLike, SpaceSnapshot
@@ -28,6 +42,11 @@ class ZeroShotClassifier:
     Build it with ``RelativeSpace.zero_shot_classifier``. ``combine="mean"`` scores an image
     against the normalised mean of a class's prompt vectors; ``combine="max"`` takes the best
     score over the class's prompts (as the reference code does).
+
+    ``predict_proba`` is ``softmax(scores / temperature)``. Without a ``temperature`` of its
+    own the classifier uses its space's (``RelativeSpace(temperature=...)``, saved with the
+    space; 0.01 when the space has none), read at every call; choose one on labelled held-out
+    images with :meth:`choose_temperature`.
 
     Example:
         >>> from asif import AnchorSet, RelativeSpace
@@ -46,7 +65,7 @@ class ZeroShotClassifier:
         *,
         combine: Literal["mean", "max"] = "max",
         prompt_embeddings: np.ndarray | None = None,
-        temperature: float = 0.01,
+        temperature: float | None = None,
     ) -> None:
         if isinstance(classnames, str):
             raise ValueError("classnames must be a list of class names, not one string.")
@@ -60,7 +79,7 @@ class ZeroShotClassifier:
             raise ValueError("classnames has duplicates: each class needs a distinct name.")
         if combine not in ("mean", "max"):
             raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}.")
-        if not temperature > 0:
+        if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         if prompt_embeddings is None:
             templates = get_templates(templates)
@@ -80,7 +99,7 @@ class ZeroShotClassifier:
         self.space = space
         self.classes_ = np.array(classnames)
         self.combine = combine
-        self.temperature = float(temperature)
+        self._temperature = None if temperature is None else float(temperature)
         self.n_templates = n_templates
         self.prompt_embeddings_ = prompts
         self._lock = threading.Lock()
@@ -92,6 +111,27 @@ class ZeroShotClassifier:
             f"ZeroShotClassifier(n_classes={len(self.classes_)}, n_templates={self.n_templates}, "
             f"combine={self.combine!r})"
         )
+
+    @property
+    def temperature(self) -> float:
+        """The softmax temperature of :meth:`predict_proba`: the classifier's own, else the
+        space's, else 0.01."""
+        if self._temperature is not None:
+            return self._temperature
+        return float(getattr(self.space, "temperature", None) or DEFAULT_TEMPERATURE)
+
+    @temperature.setter
+    def temperature(self, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value!r}.")
+        self._temperature = None if value is None else float(value)
+
+    def encode(self, images: Any, **options: Any) -> np.ndarray:
+        """The images' (n, d) embeddings (``space.encode_images``), to pass to several calls.
+
+        ``options`` (``batch_size``, ``show_progress_bar``, ``device``) go to the encoder.
+        """
+        return self.space.encode_images(images, **options)
 
     def decision_function(self, images: Any) -> np.ndarray:
         """Scores (n_images, n_classes): higher means more likely that class."""
@@ -105,10 +145,34 @@ class ZeroShotClassifier:
 
     def predict_proba(self, images: Any) -> np.ndarray:
         """Softmax of the scores divided by ``temperature``: (n_images, n_classes), rows sum to 1."""
-        logits = self.decision_function(images).astype(np.float64) / self.temperature
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(images), self.temperature)
+
+    def choose_temperature(
+        self, images: Any, labels: Sequence[str] | np.ndarray, *, n_bins: int = 15
+    ) -> float:
+        """The temperature with the lowest expected calibration error on these labelled
+        held-out images (:func:`asif.calibration.choose_temperature`); changes nothing.
+
+        Set it where it should live: ``space.temperature = t`` (saved with the space, used by
+        its classifiers without a temperature of their own) or ``clf.temperature = t``.
+
+        Args:
+            images: held-out images (not the ones you will report on), or their embeddings.
+            labels: their class names, or indices into ``classes_``.
+            n_bins: confidence bins of the ECE.
+        """
+        return choose_temperature(
+            self.decision_function(images), self.label_indices(labels), n_bins=n_bins
+        )
+
+    def label_indices(self, labels: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Class indices of labels given as class names (indices are returned as they are)."""
+        labels = np.asarray(labels)
+        if labels.dtype.kind in "iu":
+            if labels.size and not (labels.min() >= 0 and labels.max() < len(self.classes_)):
+                raise ValueError(f"label indices must be in [0, {len(self.classes_)}).")
+            return labels.astype(np.int64)
+        return np.array([self._class_position(str(name)) for name in labels], dtype=np.int64)
 
     def explain(self, image: Any, top: int | None = 5, against: str | None = None) -> Explanation:
         """The anchor pairs behind one image's predicted class (or its margin over ``against``).
