@@ -27,7 +27,7 @@ from asif import storage
 from asif.anchors import AnchorSet
 from asif.calibration import DEFAULT_TEMPERATURE
 from asif.explain import Explanation, explain_similarity
-from asif.index import AnchorSearch, build_index, check_index
+from asif.index import AnchorSearch, build_index, check_index, check_k
 from asif.relative import check_p, normalize_rows, sparse_scores
 from asif.retrieval import Gallery, SearchResult, index_gallery, search
 from asif.settings import DEFAULT
@@ -93,7 +93,8 @@ class RelativeSpace:
             ``";"`` search parameters), an index already built over the anchors (e.g. an
             :class:`asif.index.CompressedIndex`), or a callable ``vectors -> index``; or a dict
             ``{"image": ..., "text": ...}`` of these.
-        gpu: ``"auto"`` (GPUs when FAISS has them), ``True`` or ``False``.
+        gpu: ``"auto"`` (GPUs where there are some: torch's for exact search, FAISS's for other
+            indexes; ``placement`` on an index says where it searches), ``True`` or ``False``.
         device: torch device for the encoders (``None``: cuda when present, else cpu).
         batch_size: encoder batch size.
         show_progress_bar: encoder progress bars (``None``: quiet unless logging at INFO).
@@ -196,11 +197,14 @@ class RelativeSpace:
         """Use ``anchors`` as the axes of the space; readers switch atomically to the new set.
 
         No anchor is copied for exact search: float32 arrays (memory-mapped ones included) are
-        searched in place; float16 ones are converted to float32 once.
+        searched in place; float16 ones are converted to float32 once. To swap in indexes built
+        beforehand (a new version's shard actors: :class:`asif.index.RayShardedIndex`), set
+        ``space.index`` to them first; this call then switches anchors and indexes together.
 
         Raises:
-            ValueError: the anchors were made by other encoders than this space's, or a
-                parameter is invalid (the space is left unchanged).
+            ValueError: the anchors were made by other encoders than this space's, a parameter
+                is invalid, or an index cannot search k anchors (its ``max_k``: 2,048 on FAISS
+                GPUs); the space is left unchanged.
 
         Example:
             >>> space = RelativeSpace(k=2).set_anchors(AnchorSet(np.eye(3), np.eye(3)))
@@ -212,6 +216,8 @@ class RelativeSpace:
             raise TypeError(f"set_anchors expects an AnchorSet, got {type(anchors).__name__}.")
         self._check_encoders(anchors)
         state = self._build_state(anchors)
+        for modality, index in (("image", state.image_index), ("text", state.text_index)):
+            check_k(index, resolve_k(self.k, index.n), f"the {modality} index")
         with self._write_lock:
             self._state = state
         return self

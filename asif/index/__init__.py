@@ -10,6 +10,14 @@ and ``without(positions)``, returning a new index and leaving the old one search
   string, on the CPU or GPUs).
 - :class:`CompressedIndex`: a FAISS index trained on a sample and filled block by block, for
   anchor sets too large to hold as float32.
+- :class:`ShardedIndex`: the shards of a set searched each by its own index and merged into the
+  exact global top-k (:func:`merge_topk`); :class:`RayShardedIndex` serves one shard per Ray
+  actor, across processes and machines (``pip install "asif[ray]"``).
+
+Indexes say where they search (``placement``, ``on_gpu``) and the largest k they take
+(``max_k``: 2,048 for FAISS's GPU indexes, checked by ``RelativeSpace.set_anchors``). Exact
+search on GPUs runs through torch (:mod:`asif.index.gpu`), FAISS indexes on FAISS's GPUs
+(:mod:`asif.index.factory`).
 
 ``RelativeSpace(index=...)`` takes a factory string, ``"auto"``, an index object, or a callable
 that builds one from the anchor vectors, for both modalities or per modality
@@ -29,22 +37,43 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 
-from asif.index.factory import auto_factory, gpu_available
+from asif.index.factory import GPU_MAX_K, auto_factory, gpu_available
 
 if TYPE_CHECKING:
+    from asif.index.actors import RayShardedIndex
     from asif.index.compressed import CompressedIndex
-    from asif.index.exact import AnchorIndex
+    from asif.index.exact import AnchorIndex, exact_kernel
+    from asif.index.sharded import ShardedIndex, load_shard, merge_topk, saved_shards
 
 __all__ = [
+    "GPU_MAX_K",
     "AnchorIndex",
     "AnchorSearch",
     "CompressedIndex",
     "IndexSpec",
+    "RayShardedIndex",
+    "ShardedIndex",
     "auto_factory",
     "build_index",
     "check_index",
+    "check_k",
+    "exact_kernel",
     "gpu_available",
+    "load_shard",
+    "merge_topk",
+    "saved_shards",
 ]
+
+_LAZY = {
+    "AnchorIndex": "asif.index.exact",
+    "exact_kernel": "asif.index.exact",
+    "CompressedIndex": "asif.index.compressed",
+    "ShardedIndex": "asif.index.sharded",
+    "load_shard": "asif.index.sharded",
+    "merge_topk": "asif.index.sharded",
+    "saved_shards": "asif.index.sharded",
+    "RayShardedIndex": "asif.index.actors",
+}
 
 
 @runtime_checkable
@@ -96,6 +125,30 @@ def check_index(index: Any, n: int, d: int, what: str = "the index") -> AnchorSe
     return index
 
 
+def check_k(index: Any, k: int, what: str = "the index") -> None:
+    """Refuse a ``k`` above the index's ``max_k`` (FAISS's GPU indexes select at most 2,048).
+
+    ``RelativeSpace.set_anchors`` calls it, so a k that the index cannot serve is an error when
+    the anchors are set, not at the first query.
+
+    Example:
+        >>> class OnGpu:
+        ...     max_k, placement = 2048, "gpu"
+        >>> check_k(OnGpu(), 800)
+        >>> check_k(OnGpu(), 4096)
+        Traceback (most recent call last):
+        ...
+        ValueError: the index searches at most k = 2048 (gpu) but k = 4096: ...
+    """
+    limit = getattr(index, "max_k", None)
+    if limit is not None and int(k) > limit:
+        raise ValueError(
+            f"{what} searches at most k = {limit} ({getattr(index, 'placement', '?')}) but "
+            f"k = {int(k)}: lower k, build the index with gpu=False, or use exact search "
+            "(index='Flat': on GPUs it runs through torch, with no limit on k)."
+        )
+
+
 def build_index(spec: Any, vectors: Any, *, gpu: bool | str = "auto") -> AnchorSearch:
     """The index that ``spec`` describes, over ``vectors`` (one modality's unit anchor rows).
 
@@ -130,12 +183,8 @@ def build_index(spec: Any, vectors: Any, *, gpu: bool | str = "auto") -> AnchorS
 
 
 def __getattr__(name: str) -> Any:
-    if name == "AnchorIndex":
-        from asif.index.exact import AnchorIndex
+    if name in _LAZY:
+        import importlib
 
-        return AnchorIndex
-    if name == "CompressedIndex":
-        from asif.index.compressed import CompressedIndex
-
-        return CompressedIndex
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'asif.index' has no attribute {name!r}")

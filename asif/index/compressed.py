@@ -41,7 +41,15 @@ from tqdm.auto import tqdm
 
 from asif import storage
 from asif.index.exact import DEFAULT_QUERY_BATCH
-from asif.index.factory import concatenate_chunks, faiss_index, resolve_gpu, set_search_params
+from asif.index.factory import (
+    GPU_MAX_K,
+    check_gpu_params,
+    concatenate_chunks,
+    faiss_index,
+    gpu_placement,
+    index_to_gpus,
+    set_search_params,
+)
 
 __all__ = ["CompressedIndex", "uncentred_projection"]
 
@@ -84,8 +92,22 @@ class CompressedIndex:
             candidates per result is the search parameter ``k_factor_rf`` (default 1).
         gpu: ``"auto"`` searches on all GPUs when FAISS has them, ``True`` requires them,
             ``False`` never. Training and adding run on the CPU; with ``refine``, so does
-            search (FAISS has no GPU refine stage).
+            search (FAISS has no GPU refine stage), as it does for indexes FAISS has no GPU
+            version of (``HNSW32``, flat ``SQ8``): ``True`` refuses those, ``"auto"`` keeps
+            them on the CPU and says so in ``placement``. An IVF with an HNSW coarse
+            quantiser goes to the GPUs with a flat copy of its centroids
+            (:func:`asif.index.factory.index_to_gpus`). The GPU copy is made by ``build`` and
+            ``load`` (or the first search after ``add``); ``nprobe`` above 2,048 is refused when
+            it is set.
         query_batch: queries searched per chunk.
+        gpu_dtype: ``"float32"`` or ``"float16"`` (GPU storage of flat and IVF-flat codes, and
+            float16 lookup tables for IVF-PQ).
+        gpu_shard: several GPUs split the anchors (True) or each hold them all.
+
+    Attributes:
+        placement: where search runs (``"cpu"``, ``"gpu (FAISS, 2 GPUs, sharded)"``, ...).
+        on_gpu: whether it runs on GPUs.
+        max_k: the largest k ``search`` takes (2,048 on GPUs), or None.
     """
 
     def __init__(
@@ -97,11 +119,15 @@ class CompressedIndex:
         refine: str | None = None,
         gpu: bool | str = "auto",
         query_batch: int = DEFAULT_QUERY_BATCH,
+        gpu_dtype: str = "float32",
+        gpu_shard: bool = True,
     ) -> None:
         sample = _rows(sample, None, "training sample")
         if gpu is True and refine is not None:
             raise ValueError("gpu=True cannot be combined with refine: pass gpu='auto' or False.")
-        self.on_gpu = resolve_gpu(gpu) and refine is None
+        if gpu_dtype not in ("float32", "float16"):
+            raise ValueError(f"gpu_dtype must be 'float32' or 'float16', got {gpu_dtype!r}.")
+        self.gpu_dtype, self.gpu_shard = gpu_dtype, bool(gpu_shard)
         self.factory_, self.d, self.dims, self.refine = factory, sample.shape[1], dims, refine
         self.query_batch = int(query_batch)
         spec = factory.partition(";")[0]
@@ -118,6 +144,7 @@ class CompressedIndex:
             index = faiss.IndexRefine(index, codes)
             parts += [codes, index]
         self._parts = parts
+        self._place(index, gpu)
         index.train(sample)
         self._index = index
         self._search_index: faiss.Index | None = None
@@ -160,6 +187,7 @@ class CompressedIndex:
             index.add(block)
             bar.update()
         bar.close()
+        index._searcher()  # the GPU copy, now rather than at the first query
         return index
 
     @classmethod
@@ -234,13 +262,22 @@ class CompressedIndex:
         new.factory_, new.dims, new.refine = factory, dims, refine
         new.d = index.d
         new.query_batch = DEFAULT_QUERY_BATCH
-        new.on_gpu = resolve_gpu(gpu) and new.refine is None
+        new.gpu_dtype, new.gpu_shard = "float32", True
+        new._place(index, gpu)
         new._search_index = None
         try:
             new._apply_params()
         except (RuntimeError, ValueError) as error:
             raise storage.AnchorFileError(f"{where}: bad search parameters: {error}") from None
+        new._searcher()
         return new
+
+    def _place(self, index: faiss.Index, gpu: bool | str) -> None:
+        """Decide where search runs (before the index is trained or filled)."""
+        self.on_gpu, self.placement = gpu_placement(
+            index, gpu, shard=self.gpu_shard, what=f"index {self.factory_!r}"
+        )
+        self.max_k = GPU_MAX_K if self.on_gpu else None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the index to the folder ``path`` atomically; returns the path.
@@ -275,10 +312,9 @@ class CompressedIndex:
         return Path(path)
 
     def __repr__(self) -> str:
-        where = "gpu" if self.on_gpu else "cpu"
         return (
             f"CompressedIndex(n={self.n}, d={self.d}, dims={self.dims}, {self.factory_!r}, "
-            f"refine={self.refine!r}, {where})"
+            f"refine={self.refine!r}, {self.placement})"
         )
 
     @property
@@ -329,6 +365,11 @@ class CompressedIndex:
         queries = _rows(queries, self.d, "queries", normalised=False)
         index = self._searcher()
         k = min(int(k), self.n)
+        if self.max_k is not None and k > self.max_k:
+            raise ValueError(
+                f"this index searches at most k = {self.max_k} ({self.placement}), got k = {k}: "
+                "lower k, or build it with gpu=False."
+            )
         for start in range(0, queries.shape[0], self.query_batch):
             yield index.search(queries[start : start + self.query_batch], k)
 
@@ -347,20 +388,23 @@ class CompressedIndex:
             'IVF2,Flat;nprobe=2'
         """
         self.factory_ = self.factory_.partition(";")[0] + (f";{params}" if params else "")
-        self._search_index = None
         self._apply_params()
 
     def _searcher(self) -> faiss.Index:
-        if not self.on_gpu:
+        if not self.on_gpu or self.n == 0:
             return self._index
         if self._search_index is None:
-            self._search_index = faiss.index_cpu_to_all_gpus(self._index)
+            self._search_index = index_to_gpus(
+                self._index, shard=self.gpu_shard, float16=self.gpu_dtype == "float16"
+            )
             self._apply_params()
         return self._search_index
 
     def _apply_params(self) -> None:
         """Set the factory string's search parameters on the index (and its GPU copy)."""
         spec, _, params = self.factory_.partition(";")
+        if self.on_gpu:
+            check_gpu_params(params)
         set_search_params(self._index, params, on_gpu=False, factory=spec)
         if self._search_index is not None:
             set_search_params(self._search_index, params, on_gpu=True, factory=spec)

@@ -19,9 +19,15 @@ the segments with a running threshold (faster at large N and large k, measured i
 Both return a new index and leave the old one untouched, so a search running in another thread
 on the old index is never disturbed. Queries are searched in chunks so memory stays bounded.
 
-Any other ``faiss.index_factory`` string (and ``gpu=True``/``"auto"`` where FAISS has GPUs) builds
-a FAISS index over a copy of the vectors; ``with_added``/``without`` then rebuild that index.
-Asking for a GPU that is not there is an error, never a silent fallback.
+Any other ``faiss.index_factory`` string builds a FAISS index over a copy of the vectors;
+``with_added``/``without`` then rebuild that index.
+
+GPUs (``gpu=True``, or ``"auto"`` where there are some): exact search runs through torch
+(:class:`asif.index.gpu.TorchExact`: the rows uploaded once from where they lie, no k limit,
+the same tie rule); FAISS indexes are cloned onto FAISS's GPUs where FAISS has a GPU version of
+them (:func:`asif.index.factory.gpu_placement`). ``placement`` says where an index searches.
+Asking for a GPU that is not there, or for an index FAISS has no GPU version of, is an error,
+never a silent fallback; ``"auto"`` keeps such an index on the CPU and says so.
 
 Anchor sets too large to hold as float32 (10M image anchors take 51 GB) go to
 :class:`asif.index.CompressedIndex` instead, built block by block.
@@ -29,22 +35,27 @@ Anchor sets too large to hold as float32 (10M image anchors take 51 GB) go to
 
 from __future__ import annotations
 
+import logging
 import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from asif.index.factory import (
+    GPU_MAX_K,
     auto_factory,
     build_faiss_index,
     concatenate_chunks,
-    resolve_gpu,
 )
+from asif.index.gpu import GPU_DTYPES, TorchExact, fits_reason, resolve_devices
 from asif.topk import exact_topk, select_topk
 
-__all__ = ["SEGMENT_ROWS", "AnchorIndex"]
+__all__ = ["SEGMENT_ROWS", "AnchorIndex", "Kernel", "exact_kernel"]
+
+Kernel = Literal["auto", "faiss", "stream"]
+"""The CPU kernel of exact search: FAISS per segment, or the streamed top-k of asif.topk."""
 
 DEFAULT_QUERY_BATCH = 4096
 SEGMENT_ROWS = 1 << 16
@@ -56,6 +67,21 @@ _SMALL_SEGMENTS = 8
 """More than this many segments under ``SEGMENT_ROWS / 2`` rows are merged after an add."""
 _COMPACT_FRACTION = 8
 """A segment is rewritten without its removed rows once more than 1/8 of them are removed."""
+_TORCH_WORK_BYTES = 1 << 31
+_log = logging.getLogger("asif")
+
+
+def exact_kernel(n_stored: int) -> Literal["faiss", "stream"]:
+    """The CPU kernel ``kernel="auto"`` picks for ``n_stored`` rows (removed ones included).
+
+    A sharded index passes its total to every shard, so each shard scores its rows with the
+    kernel the unsharded index would use, and scores agree to the last bit.
+
+    Example:
+        >>> exact_kernel(1000), exact_kernel(1_000_000)
+        ('faiss', 'stream')
+    """
+    return "stream" if n_stored >= _STREAM_MIN_ROWS else "faiss"
 
 
 def _exact_search(
@@ -114,8 +140,23 @@ class AnchorIndex:
             followed by ``";"`` and FAISS search parameters (``"IVF1024,Flat;nprobe=64"``,
             ``"HNSW32;efSearch=1024"``); approximate indexes are trained on ``vectors``
             and rebuilt by ``with_added`` / ``without``. The resolved string is ``factory_``.
-        gpu: ``"auto"`` uses all GPUs when FAISS has them, ``True`` requires them, ``False`` never.
+        gpu: ``"auto"`` uses all GPUs when there are some (torch's for exact search, FAISS's for
+            other indexes), ``True`` requires them, ``False`` never. An index FAISS has no GPU
+            version of (``HNSW32``, flat ``SQ8``) is refused with ``True`` and kept on the CPU
+            with ``"auto"``, as is exact search whose rows do not fit in GPU memory.
         query_batch: queries searched per chunk.
+        kernel: the CPU kernel of exact search: ``"auto"`` (by size, :func:`exact_kernel`),
+            ``"faiss"`` or ``"stream"``; the results are the same, to the last bit of the
+            scores only with the same kernel.
+        gpu_dtype: how GPUs hold the anchors: ``"float32"``, ``"float16"`` (half the memory;
+            cosines rounded to about 1e-3) or, for exact search, ``"bfloat16"``.
+        gpu_shard: several GPUs split a FAISS index's anchors (True) or each hold them all.
+
+    Attributes:
+        placement: where the index searches, e.g. ``"cpu"``, ``"gpu (torch cuda:0, float32)"``,
+            ``"cpu (FAISS has no GPU version of IndexHNSWFlat)"``.
+        on_gpu: whether it searches on GPUs.
+        max_k: the largest k ``search`` takes (2,048 on FAISS GPUs), or None (no limit).
 
     Example:
         >>> x = np.eye(3, dtype=np.float32)
@@ -133,16 +174,25 @@ class AnchorIndex:
         factory: str = "Flat",
         gpu: bool | str = "auto",
         query_batch: int = DEFAULT_QUERY_BATCH,
+        kernel: Kernel = "auto",
+        gpu_dtype: str = "float32",
+        gpu_shard: bool = True,
     ) -> None:
         _, d = block_shape(vectors)
         blocks = [vectors] if isinstance(vectors, np.ndarray) else list(vectors)
         blocks = [_as_float32(b) for b in blocks if b.shape[0]]
         if query_batch < 1:
             raise ValueError(f"query_batch must be >= 1, got {query_batch}.")
+        if kernel not in ("auto", "faiss", "stream"):
+            raise ValueError(f"kernel must be 'auto', 'faiss' or 'stream', got {kernel!r}.")
+        if gpu_dtype not in GPU_DTYPES:
+            raise ValueError(f"gpu_dtype must be one of {GPU_DTYPES}, got {gpu_dtype!r}.")
         self.factory = factory
         self.gpu = gpu
         self.query_batch = int(query_batch)
-        self.on_gpu = resolve_gpu(gpu)
+        self.kernel = kernel
+        self.gpu_dtype = gpu_dtype
+        self.gpu_shard = bool(gpu_shard)
         segments = tuple(
             _Segment(block[start : start + SEGMENT_ROWS])
             for block in blocks
@@ -157,25 +207,55 @@ class AnchorIndex:
         self._ends = np.cumsum(alive)
         self.n, self.d = int(self._ends[-1]), d
         self._faiss: Any = None
+        self._torch: TorchExact | None = None
+        self.max_k: int | None = None
         self.factory_ = auto_factory(self.n, d) if self.factory == "auto" else self.factory
-        if self.factory_ != "Flat" or self.on_gpu:
-            self._faiss = build_faiss_index(self.vectors(), self.factory_, self.on_gpu)
+        if self.factory_ == "Flat":
+            self._setup_exact()
+            return
+        if self.gpu_dtype == "bfloat16":
+            raise ValueError("FAISS GPU indexes store float32 or float16, not bfloat16.")
+        self._faiss, placed = build_faiss_index(
+            self.vectors(),
+            self.factory_,
+            self.gpu,
+            shard=self.gpu_shard,
+            float16=self.gpu_dtype == "float16",
+        )
+        self.on_gpu, self.placement = placed
+        self.max_k = GPU_MAX_K if self.on_gpu else None
+
+    def _setup_exact(self) -> None:
+        """Exact search: on the CPU where the segments lie, or resident on torch's GPUs."""
+        self.on_gpu, self.placement = False, "cpu"
+        devices = resolve_devices(self.gpu)
+        if not devices:
+            return
+        itemsize = np.dtype(np.float16 if self.gpu_dtype != "float32" else np.float32).itemsize
+        bounds = [self.n * i // len(devices) for i in range(len(devices) + 1)]
+        reason = fits_reason(devices, bounds, self.d, itemsize, _TORCH_WORK_BYTES)
+        if reason is not None and self.gpu == "auto":
+            _log.warning("exact search stays on the CPU: %s.", reason)
+            self.placement = f"cpu ({reason})"
+            return
+        self._torch = TorchExact(
+            [s.alive_vectors() for s in self._segments],
+            devices,
+            dtype=self.gpu_dtype,
+            work_bytes=_TORCH_WORK_BYTES,
+        )
+        self.on_gpu, self.placement = True, self._torch.placement
 
     def _derived(self, segments: tuple[_Segment, ...]) -> AnchorIndex:
         new = object.__new__(AnchorIndex)
-        new.factory, new.gpu, new.query_batch, new.on_gpu = (
-            self.factory,
-            self.gpu,
-            self.query_batch,
-            self.on_gpu,
-        )
+        for name in ("factory", "gpu", "query_batch", "kernel", "gpu_dtype", "gpu_shard"):
+            setattr(new, name, getattr(self, name))
         new._setup(segments, self.d, whole=None)
         return new
 
     def __repr__(self) -> str:
-        where = "gpu" if self.on_gpu else "cpu"
         return (
-            f"AnchorIndex(n={self.n}, d={self.d}, factory={self.factory!r}, {where}, "
+            f"AnchorIndex(n={self.n}, d={self.d}, factory={self.factory!r}, {self.placement}, "
             f"segments={len(self._segments)})"
         )
 
@@ -264,12 +344,19 @@ class AnchorIndex:
                 f"queries must have shape (n, {self.d}) to match the anchors, got {queries.shape}."
             )
         k = min(int(k), self.n)
+        if self.max_k is not None and k > self.max_k:
+            raise ValueError(
+                f"this index searches at most k = {self.max_k} ({self.placement}), got k = {k}: "
+                "lower k, or build it with gpu=False."
+            )
         for start in range(0, queries.shape[0], self.query_batch):
             chunk = np.ascontiguousarray(
                 queries[start : start + self.query_batch], dtype=np.float32
             )
             if self._faiss is not None:
                 yield self._faiss.search(chunk, k)
+            elif self._torch is not None:
+                yield self._torch.search(chunk, k)
             else:
                 yield self._search_segments(chunk, k)
 
@@ -278,30 +365,22 @@ class AnchorIndex:
         return concatenate_chunks(self.iter_search(queries, k), min(int(k), self.n))
 
     def _search_segments(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.n_stored >= _STREAM_MIN_ROWS:
+        kernel = exact_kernel(self.n_stored) if self.kernel == "auto" else self.kernel
+        if kernel == "stream":
             return exact_topk(
                 queries,
                 [s.vectors for s in self._segments],
                 k,
                 positions=self._segment_positions(),
             )
-        cosines, positions = [], []
+        parts = []
         start = 0
         for segment in self._segments:
-            m = segment.vectors.shape[0]
-            cos, rows = _exact_search(segment.vectors, queries, min(k + segment.n_removed, m))
-            if segment.ranks is None:
-                pos = rows + start
-            else:
-                pos = segment.ranks[rows] + start
-                dead = segment.ranks[rows] < 0
-                cos[dead], pos[dead] = -np.inf, -1
-            cosines.append(cos)
-            positions.append(pos)
+            parts.append(_segment_topk(segment, start, queries, k))
             start += segment.n_alive
-        if len(cosines) == 1 and _segments_clean(self._segments):
-            return cosines[0], positions[0]
-        return select_topk(np.hstack(cosines), np.hstack(positions), k)
+        if len(parts) == 1:
+            return parts[0]
+        return select_topk(np.hstack([c for c, _ in parts]), np.hstack([p for _, p in parts]), k)
 
     @property
     def n_stored(self) -> int:
@@ -346,9 +425,33 @@ def block_shape(vectors: np.ndarray | Sequence[np.ndarray]) -> tuple[int, int]:
     return n, shapes[0][1]
 
 
-def _segments_clean(segments: tuple[_Segment, ...]) -> bool:
-    """True when no segment has removed rows."""
-    return all(s.ranks is None for s in segments)
+def _segment_topk(
+    segment: _Segment, start: int, queries: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One segment's best ``min(k, alive)`` (cosines, positions) by FAISS, with asif's tie rule.
+
+    FAISS lists equal scores in no set order and keeps an arbitrary part of those that tie at
+    its k-th place: one more result is asked for, the list is sorted by :func:`select_topk`, and
+    the queries whose k-th score equals the next one are searched again in this segment by the
+    streamed kernel (:func:`asif.topk.exact_topk`), which keeps the lowest positions.
+    """
+    m = segment.vectors.shape[0]
+    keep = min(k, segment.n_alive)
+    cos, rows = _exact_search(segment.vectors, queries, min(keep + segment.n_removed + 1, m))
+    if segment.ranks is None:
+        pos = rows + start
+    else:
+        pos = segment.ranks[rows] + start
+        dead = segment.ranks[rows] < 0
+        cos[dead], pos[dead] = -np.inf, -1
+    cos, pos = select_topk(cos, pos, cos.shape[1])
+    if keep < segment.n_alive:
+        tied = np.flatnonzero(cos[:, keep - 1] == cos[:, keep])
+        if tied.size:
+            local = None if segment.ranks is None else segment.ranks
+            again = exact_topk(queries[tied], [segment.vectors], keep, positions=[local])
+            cos[tied, :keep], pos[tied, :keep] = again[0], again[1] + start
+    return cos[:, :keep], pos[:, :keep]
 
 
 def _merge_small(segments: tuple[_Segment, ...]) -> tuple[_Segment, ...]:
