@@ -20,12 +20,15 @@ from asif.eval.run import balanced_subset
 from asif.eval.sources import load_anchor_pairs
 
 SAMPLE_PHOTOS = {  # scikit-image's sample photos and what they show
-    "astronaut.png": "astronaut",
+    "camera.png": "man with a camera",
     "chelsea.png": "cat",
     "coffee.png": "cup of coffee",
-    "rocket.jpg": "rocket",
+    "coins.png": "coins",
     "motorcycle_left.png": "motorcycle",
+    "rocket.jpg": "rocket",
 }
+"""astronaut.png is left out: no anchor shows an astronaut, and it comes out "motorcycle"
+(the helmets of coco-mini's riders)."""
 
 
 def data_root() -> Path:

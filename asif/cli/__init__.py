@@ -4,8 +4,10 @@ Example:
     asif zeroshot                      # 1,000 cifar10-test images; coco-mini + imagenet-sample anchors
     asif zeroshot --all --combine mean --templates simple
     asif zeroshot --anchors coco-mini imagenet-sample --images texture-shape/edges
+    asif predict my-space/ photos/ --classes cat dog "cup of coffee"
     asif eval --images cifar10-test --anchor-sizes 1000 2000 5000 10000 --plot curve.png
     asif eval --anchors flickr8k --split train --captions flickr8k --caption-split dev
+    asif build shards/{000000..000099}.tar -o anchors/   # resumable: run it again after a crash
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from asif.cli import evaluate, zeroshot
+from asif.cli import build, evaluate, predict, zeroshot
 
 __all__ = ["main"]
 
-COMMANDS = (zeroshot, evaluate)
+COMMANDS = (zeroshot, predict, evaluate, build)
 """Each has ``add_parser(commands)``, which sets ``run`` on its parser."""
 
 
@@ -28,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as error:
         print(f"asif: error: {error}", file=sys.stderr)
         return 2
 
