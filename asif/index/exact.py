@@ -8,7 +8,11 @@ building an index costs nothing and a swap copies no anchors. The vectors are ke
 read-only *segments* (blocks of rows). Below 65,536 anchors ``faiss.knn`` searches each segment
 and the per-segment top-k are merged; from there on :func:`asif.topk.exact_topk` streams over
 the segments with a running threshold (faster at large N and large k, measured in
-``benchmarks/bench_relative.py``):
+``benchmarks/bench_relative.py``). Both keep asif's one tie rule, equal scores to the lower
+position (:func:`asif.topk.select_topk`): FAISS keeps an arbitrary part of the scores that tie
+at its k-th place, so the queries where that happens are searched again in that segment by the
+streamed kernel. ``kernel=`` fixes the choice (a sharded index gives each shard the kernel of
+the whole set, so scores agree to the last bit):
 
 - ``with_added(vectors)`` appends one segment: its cost is the new rows only.
 - ``without(positions)`` marks rows removed (a per-segment mask) that search skips, so results
