@@ -5,6 +5,9 @@ bytes or of a text's UTF-8). Layout under the cache root (default ``~/.cache/asi
 ``$ASIF_CACHE/embeddings``)::
 
     file-hashes.json          {absolute path: [size, mtime_ns, ctime_ns, inode, device, sha256]}
+    encoder-fingerprints.json {encoder identity: {"fingerprint", "dim", "name", ...}}: what each
+                              encoder (its weights files, by stamp, and the code running them)
+                              was when last loaded, so cached rows are found without loading it
     <name>-<key>/             one folder per (fingerprint, dim); <key>: 16 hex digits of their sha256
         shards/<stem>.npy     float32 (rows, dim): the rows of one ``put``, never rewritten
         new/<stem>.json       its record, until merged: the shard's name, sha256, rows and dim, the
@@ -85,6 +88,8 @@ logger = logging.getLogger("asif")
 
 _FORMAT = 2
 _MEMO = "file-hashes.json"
+_ENCODERS = "encoder-fingerprints.json"
+_ENCODER_ENTRIES = 64  # identities remembered (weights files x versions x precisions)
 _INDEX = "index.json"
 _SHARDS = "shards"
 _PENDING = "new"
@@ -245,6 +250,46 @@ class EmbeddingCache:
         except OSError as e:
             logger.warning("embedding cache %s not written (%s)", folder, e)
 
+    def recall_encoder(self, identity: str) -> dict[str, Any] | None:
+        """What was recorded for an encoder the last time one of this ``identity`` was loaded.
+
+        ``identity`` names an encoder's weights files and the code that runs them
+        (:func:`asif.encoders.deferred.encoder_identity`); the record holds at least its
+        ``fingerprint`` (a string) and ``dim``, so rows can be looked up without loading the
+        model. None when nothing (valid) is recorded.
+        """
+        entry = self._encoder_records().get(identity)
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("fingerprint"), str)
+            and isinstance(entry.get("dim"), int)
+        ):
+            return entry
+        return None
+
+    def remember_encoder(self, identity: str, record: dict[str, Any]) -> None:
+        """Record what a freshly loaded encoder of this ``identity`` is (see
+        :meth:`recall_encoder`); the newest :data:`_ENCODER_ENTRIES` identities are kept."""
+        records = self._encoder_records()
+        records.pop(identity, None)
+        records[identity] = record
+        while len(records) > _ENCODER_ENTRIES:
+            del records[next(iter(records))]
+        try:
+            _write_atomic(self.root / _ENCODERS, _checked_json(records))
+        except OSError as e:
+            logger.warning("embedding cache %s not written (%s)", self.root / _ENCODERS, e)
+
+    def _encoder_records(self) -> dict[str, Any]:
+        try:
+            records = _read_checked(self.root / _ENCODERS)
+        except FileNotFoundError:
+            return {}
+        except (_Damaged, OSError) as e:
+            logger.warning("encoder memo %s unusable (%s); ignoring it", self.root / _ENCODERS, e)
+            return {}
+        return records if isinstance(records, dict) else {}
+
     def _folder(self, fingerprint: str, dim: int, name: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:60] or "encoder"
         key = hashlib.sha256(f"{fingerprint}\n{dim}".encode()).hexdigest()[:16]
@@ -266,6 +311,29 @@ def resolve_cache(
     raise TypeError(
         f"cache must be a bool, a path or an EmbeddingCache, got {type(cache).__name__}"
     )
+
+
+def file_stamps(paths: list[Path]) -> list[list[Any]] | None:
+    """(path, size, mtime_ns, ctime_ns, inode, device) of each file: what says it is unchanged.
+
+    None when a file is missing or was changed within the last two seconds (a rewrite within
+    one timestamp tick could go unseen), as for the hash memo.
+
+    Example:
+        >>> file_stamps([Path("/no/such/file")]) is None
+        True
+    """
+    now = time.time_ns()
+    stamps = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) <= _RACY_NS:
+            return None
+        stamps.append([str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev])
+    return stamps
 
 
 def text_key(text: str) -> str:

@@ -433,9 +433,9 @@ def test_a_file_changed_while_being_encoded_is_not_stored_under_its_old_hash(
     target.write_bytes(photos[0].read_bytes())
     original = image_module.load_image
 
-    def load_after_a_change(item):  # type: ignore[no-untyped-def]
+    def load_after_a_change(item, **options):  # type: ignore[no-untyped-def]
         Path(item).write_bytes(photos[2].read_bytes())  # changed between hashing and decoding
-        return original(item)
+        return original(item, **options)
 
     monkeypatch.setattr(image_module, "load_image", load_after_a_change)
     image_encoder.encode([target], cache=tmp_path / "c")
