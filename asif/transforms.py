@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,13 +30,16 @@ import numpy as np
 from asif.relative import check_k, normalize_rows
 
 __all__ = [
+    "HUB_DRIFT",
     "Centering",
     "adaptive_k",
     "anchor_k_occurrence",
+    "anchor_k_occurrences",
     "check_hubness",
     "hub_weights",
     "k_occurrence",
     "resolve_k",
+    "update_hub_counts",
 ]
 
 _K_FRACTION = 20
@@ -141,14 +144,104 @@ def anchor_k_occurrence(
         >>> anchor_k_occurrence(AnchorIndex(x), k=2).tolist()
         [1, 3, 2]
     """
+    counts = anchor_k_occurrences(index, [k], rows=rows, sample=sample)
+    return counts[min(int(k), index.n)]
+
+
+def anchor_k_occurrences(
+    index: Any,
+    ks: Sequence[int],
+    *,
+    rows: Callable[[np.ndarray], np.ndarray] | None = None,
+    sample: int | None = None,
+) -> dict[int, np.ndarray]:
+    """:func:`anchor_k_occurrence` for several list lengths at the cost of one search.
+
+    The sample's anchors are searched once at the largest k; the top-k list for each smaller
+    k is a prefix of it (search results are ordered by decreasing cosine, equal cosines by
+    increasing position, so the prefix is exactly what a search at that k returns). Returns
+    ``{k: counts}``, with each k capped at N.
+
+    Example:
+        >>> from asif.index import AnchorIndex
+        >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
+        >>> {k: c.tolist() for k, c in anchor_k_occurrences(AnchorIndex(x), [1, 2]).items()}
+        {1: [1, 1, 1], 2: [1, 3, 2]}
+    """
     n = index.n
+    wanted = sorted({min(check_k(int(k)), n) for k in ks})
+    if not wanted:
+        raise ValueError("anchor_k_occurrences needs at least one k.")
     if sample is None:
         sample = max(256, min(_HUB_SAMPLE, int(_HUB_SAMPLE_FLOPS / (2 * n * index.d))))
     positions = np.arange(n)
     if n > sample:
         positions = np.sort(np.random.default_rng(0).choice(n, sample, replace=False))
-    _, indices = index.search((rows or index.rows)(positions), k)
-    return k_occurrence(indices, n)
+    _, indices = index.search((rows or index.rows)(positions), wanted[-1])
+    return {k: k_occurrence(indices[:, :k], n) for k in wanted}
+
+
+HUB_DRIFT = 0.1
+"""Fraction of the anchors that may change (added or removed) before hub counts updated by
+:func:`update_hub_counts` are dropped and counted again."""
+
+
+def update_hub_counts(
+    counts: dict[tuple[str, int], np.ndarray],
+    n: int,
+    *,
+    keep: np.ndarray | None = None,
+    added: int = 0,
+    drift: int = 0,
+) -> tuple[dict[tuple[str, int], np.ndarray], int]:
+    """Hub counts after anchors are removed (``keep``: the mask of survivors) or ``added``.
+
+    An approximation, not a recount (a recount searches up to 4,096 anchors over all N):
+    survivors keep their counts (a list that held a removed anchor would take in its next
+    neighbour, and the sample would be drawn again); added anchors get the median count of
+    the others (a neutral weight; their true count is unknown without a search). Old anchors
+    keep theirs. ``drift`` counts the anchors changed since the counts were exact; once it
+    exceeds :data:`HUB_DRIFT` of N the counts are dropped (``{}``, drift 0), so the next query
+    counts again, exactly. Entries for a k above the new N are dropped too (they no longer
+    apply).
+
+    Args:
+        counts: ``{(modality, k): counts}`` of the ``n`` anchors before the change.
+        n: the number of anchors before the change.
+        keep: boolean mask of length ``n``, for a removal.
+        added: anchors appended, for an addition.
+        drift: anchors changed since the counts were last exact.
+
+    Returns:
+        (the updated counts, the new drift).
+
+    Example:
+        >>> counts = {("image", 2): np.arange(20)}
+        >>> new, drift = update_hub_counts(counts, 20, keep=np.arange(20) != 3)
+        >>> new[("image", 2)][:5].tolist(), drift
+        ([0, 1, 2, 4, 5], 1)
+        >>> new, drift = update_hub_counts(new, 19, added=1, drift=drift)
+        >>> int(new[("image", 2)][-1]), drift  # the new anchor: the median of the others
+        (10, 2)
+        >>> update_hub_counts(new, 20, added=5, drift=drift)  # 7 of 25 changed: count again
+        ({}, 0)
+    """
+    removed = 0 if keep is None else n - int(np.count_nonzero(keep))
+    changed, size = drift + added + removed, n + added - removed
+    if not counts or changed > HUB_DRIFT * size:
+        return {}, 0
+    out = {}
+    for key, values in counts.items():
+        if key[1] > size:
+            continue
+        values = np.asarray(values, dtype=np.int64)
+        if keep is not None:
+            values = values[keep]
+        if added:
+            median = int(np.median(values)) if values.size else 0
+            values = np.concatenate([values, np.full(added, median, np.int64)])
+        out[key] = values
+    return out, changed
 
 
 def check_hubness(alpha: float) -> float:
