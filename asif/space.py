@@ -33,7 +33,7 @@ from asif.retrieval import Gallery, SearchResult, index_gallery, search
 from asif.settings import DEFAULT
 from asif.snapshot import MODALITIES, Modality, SpaceSnapshot
 from asif.templates import Template
-from asif.transforms import check_hubness, resolve_k
+from asif.transforms import check_hubness, resolve_k, update_hub_counts
 from asif.zeroshot import ZeroShotClassifier
 
 __all__ = ["RelativeSpace"]
@@ -68,6 +68,7 @@ class _State:
     means: dict[str, np.ndarray] | None
     hub_counts: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    hub_drift: int = 0  # anchors added or removed since hub_counts were exact
 
 
 class RelativeSpace:
@@ -253,23 +254,32 @@ class RelativeSpace:
                     f"anchor ids already in use: {anchors.ids[taken][:10].tolist()} (first 10 "
                     f"shown); give new anchors fresh ids, e.g. ids={self.next_id_} + np.arange(m)."
                 )
+            hubs, drift = _updated_hubs(state, added=len(anchors))
             if not _updatable(state, "with_added"):
-                self._state = self._build_state(old.concat(anchors))
+                joined = old.concat(anchors)
+                joined.hub_statistics = hubs
+                self._state = self._build_state(joined, hub_drift=drift)
                 return self
             image_index = state.image_index.with_added(anchors.image_embeddings)  # type: ignore[attr-defined]
             text_index = state.text_index.with_added(anchors.text_embeddings)  # type: ignore[attr-defined]
+            n_old, n_new = len(old), len(anchors)
             merged = AnchorSet(
                 image_index,
                 text_index,
                 ids=np.concatenate([old.ids, anchors.ids]),
-                captions=_concat_column(old.captions, anchors.captions, len(old), len(anchors)),
-                image_paths=_concat_column(
-                    old.image_paths, anchors.image_paths, len(old), len(anchors)
-                ),
+                captions=_concat_column(old.captions, anchors.captions, n_old, n_new),
+                image_paths=_concat_column(old.image_paths, anchors.image_paths, n_old, n_new),
                 image_encoder=old.image_encoder or anchors.image_encoder,
                 text_encoder=old.text_encoder or anchors.text_encoder,
+                keys=_concat_column(old.keys, anchors.keys, n_old, n_new),
+                provenance=old.provenance
+                if old.provenance == anchors.provenance
+                else {"concat": [old.provenance, anchors.provenance]},
+                hub_statistics=hubs,
             )
-            self._state = _State(merged, image_index, text_index, next(_versions), None)
+            self._state = _State(
+                merged, image_index, text_index, next(_versions), None, dict(hubs), hub_drift=drift
+            )
         return self
 
     def remove_anchors(self, ids: Sequence[int] | np.ndarray) -> RelativeSpace:
@@ -296,8 +306,11 @@ class RelativeSpace:
                 raise ValueError("cannot remove every anchor: a space needs at least one.")
             keep = np.ones(len(old), dtype=bool)
             keep[positions] = False
+            hubs, drift = _updated_hubs(state, keep=keep)
             if not _updatable(state, "without"):
-                self._state = self._build_state(old.select(keep))
+                selected = old.select(keep)
+                selected.hub_statistics = hubs
+                self._state = self._build_state(selected, hub_drift=drift)
                 return self
             image_index = state.image_index.without(positions)  # type: ignore[attr-defined]
             text_index = state.text_index.without(positions)  # type: ignore[attr-defined]
@@ -309,8 +322,19 @@ class RelativeSpace:
                 image_paths=_compress(old.image_paths, keep),
                 image_encoder=old.image_encoder,
                 text_encoder=old.text_encoder,
+                keys=_compress(old.keys, keep),
+                provenance=old.provenance,
+                hub_statistics=hubs,
             )
-            self._state = _State(remaining, image_index, text_index, next(_versions), None)
+            self._state = _State(
+                remaining,
+                image_index,
+                text_index,
+                next(_versions),
+                None,
+                dict(hubs),
+                hub_drift=drift,
+            )
         return self
 
     @property
@@ -668,8 +692,13 @@ class RelativeSpace:
         if not isinstance(self.center, (bool, np.bool_)):
             raise ValueError(f"center must be True or False, got {self.center!r}.")
 
-    def _build_state(self, anchors: AnchorSet) -> _State:
-        """Index ``anchors`` (centred copies when ``center``) into a new state."""
+    def _build_state(self, anchors: AnchorSet, *, hub_drift: int = 0) -> _State:
+        """Index ``anchors`` (centred copies when ``center``) into a new state.
+
+        The state's hub counts start from the set's stored ``hub_statistics`` (computed over
+        the uncentred anchors, so not when ``center``): a query then searches no anchors to
+        weight the hubs.
+        """
         specs = _index_specs(self.index)
         means = {} if self.center else None
         indexes = {}
@@ -695,7 +724,16 @@ class RelativeSpace:
                 blocks = anchors.blocks(modality)
                 vectors = blocks[0] if len(blocks) == 1 else blocks
             indexes[modality] = build_index(spec, vectors, gpu=self.gpu)
-        return _State(anchors, indexes["image"], indexes["text"], next(_versions), means)
+        hubs = {} if means is not None else dict(anchors.hub_statistics)
+        return _State(
+            anchors,
+            indexes["image"],
+            indexes["text"],
+            next(_versions),
+            means,
+            hubs,
+            hub_drift=hub_drift if hubs else 0,
+        )
 
     def _encode(
         self,
@@ -722,12 +760,16 @@ class RelativeSpace:
         return normalize_rows(np.asarray(encoded), what=f"{modality} embeddings")
 
     def _get_encoder(self, modality: Modality) -> Any:
+        """The encoder of ``modality``; with a cache, a named one loads only when a row is
+        missing from it (:class:`asif.encoders.deferred.DeferredEncoder`)."""
         with self._encoder_lock:
             if modality not in self._encoders:
                 spec = self.image_encoder if modality == "image" else self.text_encoder
-                self._encoders[modality] = _load_encoder(
-                    spec, modality, self.device, self.show_progress_bar
-                )
+
+                def load() -> Any:
+                    return _load_encoder(spec, modality, self.device, self.show_progress_bar)
+
+                self._encoders[modality] = _deferred(spec, modality, load, self.cache)
             return self._encoders[modality]
 
     def _check_encoders(self, anchors: AnchorSet, current: AnchorSet | None = None) -> None:
@@ -776,6 +818,26 @@ def _load_encoder(
     if modality == "image":
         return encoders.load_image_encoder(spec, device=device)
     return encoders.load_text_encoder(spec, device=device, show_progress_bar=show)
+
+
+def _deferred(spec: Any, modality: Modality, load: Any, cache: Any) -> Any:
+    """A named encoder behind a cache, deferred until a row is missing; else ``load()``."""
+    if not isinstance(spec, str) or cache is None:
+        return load()
+    from asif.encoders.cache import resolve_cache
+    from asif.encoders.deferred import DeferredEncoder
+
+    return DeferredEncoder(spec, modality, load=load, cache=resolve_cache(cache))
+
+
+def _updated_hubs(
+    state: _State, *, keep: np.ndarray | None = None, added: int = 0
+) -> tuple[dict[tuple[str, int], np.ndarray], int]:
+    """The state's hub counts after a removal or an addition (:func:`update_hub_counts`)."""
+    with state.lock:
+        counts = dict(state.hub_counts)
+    n = len(state.anchors)
+    return update_hub_counts(counts, n, keep=keep, added=added, drift=state.hub_drift)
 
 
 def _index_specs(index: Any) -> dict[str, Any]:
