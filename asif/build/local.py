@@ -1,0 +1,182 @@
+"""The ``local`` engine: decoding in ``DataLoader`` workers, the encoders in this process.
+
+Workers run :func:`asif.build.decode.read_unit` on every w-th unit and send batches of pixels
+through shared memory (a few batches ahead per worker: ``prefetch_factor``); this process runs
+each batch through the image encoder under ``torch.inference_mode`` (the encoder's own forward,
+channels-last), encodes the batch's new captions, and writes each unit as soon as it and every
+unit before it are complete. Memory holds the embeddings of at most about ``workers + 1`` units
+and the batches in flight, whatever N.
+
+On a CPU the encoders and the decoders share the cores, so the bound is the serial one; on a
+GPU, give decoding enough workers that the GPU never waits (``workers``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from asif.build.decode import DecodedBatch, Row, Skip, UnitDataset
+from asif.build.job import BuildJob
+from asif.build.plan import WorkUnit
+from asif.build.progress import BuildStats, StageBars
+from asif.build.writer import write_unit
+
+__all__ = ["BadSampleError", "run_local"]
+
+logger = logging.getLogger("asif")
+_WARN_SKIPS = 20
+
+
+class BadSampleError(ValueError):
+    """A sample could not be used and the build is ``strict``."""
+
+
+def run_local(job: BuildJob) -> BuildStats:
+    """Write every unit of ``job.todo``; returns what this run did."""
+    import torch
+
+    stats = BuildStats()
+    started = time.perf_counter()
+    todo = job.todo
+    if not todo:
+        return stats
+    # shard of todo[i] = non-empty done units before it + non-empty units this run wrote
+    done_before, count, i = [], 0, 0
+    for unit in job.units:
+        if unit.index in job.done:
+            count += bool(job.done[unit.index]["n"])
+        elif i < len(todo) and unit.index == todo[i].index:
+            done_before.append(count)
+            i += 1
+    written = 0
+    dataset = UnitDataset(
+        job.sources,
+        todo,
+        job.image.data_config,
+        batch_size=job.batch_size,
+        cache_root=None if job.cache is None else str(job.cache.root),
+        encoder=None
+        if job.cache is None
+        else (job.image.name, job.image.fingerprint, int(job.image.dim)),
+        strict=job.strict,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=job.workers,
+        prefetch_factor=2 if job.workers else None,
+        pin_memory=job.device.startswith("cuda"),
+    )
+    bars = StageBars(sum(u.size for u in todo), job.show_progress_bar)
+    states: dict[int, _UnitState] = {}
+    position = 0
+    try:
+        for batch in loader:
+            state = states.setdefault(batch.unit, _UnitState())
+            stats.decode_seconds += batch.decode_seconds
+            if batch.skipped and job.strict:
+                s = batch.skipped[0]
+                raise BadSampleError(
+                    f"{s.source}: sample {s.key}: {s.reason} (--strict: no sample is skipped)."
+                )
+            bars.update("read", len(batch.rows) + len(batch.skipped))
+            state.add(batch, job, stats)
+            bars.update("encode", len(batch.rows))
+            while position < len(todo) and states.get(todo[position].index, _EMPTY).final:
+                unit = todo[position]
+                done = states.pop(unit.index)
+                shard = done_before[position] + written if done.rows else None
+                done.write(job, unit, shard, stats)
+                written += shard is not None
+                bars.update("write", len(done.rows))
+                position += 1
+    finally:
+        bars.close()
+        del loader
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+class _UnitState:
+    """One unit's rows and embeddings while its batches arrive."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.skipped: list[Skip] = []
+        self.images: dict[int, np.ndarray] = {}  # slot -> embedding row
+        self.texts: dict[str, int] = {}  # caption -> row of self.text_rows
+        self.text_rows: list[np.ndarray] = []
+        self.counts = {"images": 0, "images_encoded": 0, "images_cached": 0, "texts_encoded": 0}
+        self.final = False
+
+    def add(self, batch: DecodedBatch, job: BuildJob, stats: BuildStats) -> None:
+        if batch.pixels is not None and len(batch.slots):
+            t = time.perf_counter()
+            rows = job.image.encode_preprocessed(batch.pixels, batch_size=len(batch.slots))
+            stats.model_seconds += time.perf_counter() - t
+            self.images.update(zip(batch.slots, rows, strict=True))
+            self.counts["images_encoded"] += len(batch.slots)
+            stats.images_encoded += len(batch.slots)
+            if job.cache is not None:
+                job.cache.put(job.image, batch.hashes, rows)
+        if batch.cached is not None:
+            self.images.update(zip(batch.cached_slots, batch.cached, strict=True))
+            self.counts["images_cached"] += len(batch.cached_slots)
+            stats.images_cached += len(batch.cached_slots)
+        self.counts["images"] += len(batch.slots) + len(batch.cached_slots)
+        new = list(dict.fromkeys(r.caption for r in batch.rows if r.caption not in self.texts))
+        if new:
+            t = time.perf_counter()
+            options: dict[str, Any] = {} if job.cache is None else {"cache": job.cache}
+            rows = job.text.encode(
+                new, batch_size=job.batch_size, show_progress_bar=False, **options
+            )
+            stats.model_seconds += time.perf_counter() - t
+            for caption, row in zip(new, np.asarray(rows, dtype=np.float32), strict=True):
+                self.texts[caption] = len(self.text_rows)
+                self.text_rows.append(row)
+            self.counts["texts_encoded"] += len(new)
+            stats.texts_encoded += len(new)
+        self.rows += batch.rows
+        self.skipped += batch.skipped
+        self.final = batch.final
+
+    def write(self, job: BuildJob, unit: WorkUnit, shard: int | None, stats: BuildStats) -> None:
+        rows = sorted(self.rows, key=lambda r: r.offset)
+        skipped = sorted(self.skipped, key=lambda s: s.offset)
+        for s in skipped:
+            level = logging.WARNING if stats.skipped < _WARN_SKIPS else logging.INFO
+            logger.log(level, "skipped %s in %s: %s", s.key, s.source, s.reason)
+            stats.skipped += 1
+        dim_i, dim_t = int(job.image.dim), int(job.text.dim)
+        write_unit(
+            job.folder,
+            unit,
+            shard,
+            offsets=[r.offset for r in rows],
+            image_embeddings=np.stack([self.images[r.slot] for r in rows])
+            if rows
+            else np.zeros((0, dim_i), np.float32),
+            text_embeddings=np.stack([self.text_rows[self.texts[r.caption]] for r in rows])
+            if rows
+            else np.zeros((0, dim_t), np.float32),
+            captions=[r.caption for r in rows],
+            image_paths=[r.image_path for r in rows],
+            keys=[r.key for r in rows],
+            skipped=[{k: v for k, v in asdict(s).items() if k != "offset"} for s in skipped],
+            counts={"samples": unit.size, **self.counts},
+        )
+        stats.pairs += len(rows)
+        stats.units += 1
+
+
+class _Finished:
+    final = False
+
+
+_EMPTY: Any = _Finished()
