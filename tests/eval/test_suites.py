@@ -327,3 +327,25 @@ def test_suite_flag_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--sizes does not apply" in capsys.readouterr().err
     assert main(["eval", "--suite", "compositional", "--anchor-set", "coco-mini"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_photos_of_the_16_texture_shape_classes(data_dir: Path) -> None:
+    from asif.eval.suites.common import TEXTURE_SHAPE_IMAGENET, photo_test
+
+    photos = photo_test(root=data_dir)
+    assert photos.classnames == sorted(TEXTURE_SHAPE_IMAGENET) and len(photos) == 108
+    # every other ImageNet class of each category: ceil(n / 2) photos
+    counts = np.bincount(photos.labels, minlength=16).tolist()
+    assert counts == [-(-len(TEXTURE_SHAPE_IMAGENET[c]) // 2) for c in photos.classnames]
+    assert (
+        counts[photos.classnames.index("dog")] == 55
+        and counts[photos.classnames.index("bird")] == 25
+    )
+    weights = np.bincount(photos.labels, weights=photos.weights)
+    np.testing.assert_allclose(weights, 1 / 16)  # class-balanced
+    labels = {
+        json.loads(line)["image"].split("/")[-1]: json.loads(line)["label"]
+        for line in (data_dir / "imagenet-sample" / "labels.jsonl").read_text().splitlines()
+    }
+    airplane = [Path(p).name for p, y in zip(photos.paths, photos.labels, strict=True) if y == 0]
+    assert [labels[a] for a in airplane] == ["airliner"]

@@ -263,10 +263,10 @@ def image_folder_test(
 
 def photo_test(*, root: str | os.PathLike[str] | None = None, limit: int | None = None) -> TestSet:
     """Photographs of the 16 texture-shape classes: imagenet-sample's images of every other
-    ImageNet class of each category (:data:`TEXTURE_SHAPE_IMAGENET`), 112 images.
+    ImageNet class of each category (:data:`TEXTURE_SHAPE_IMAGENET`), 108 images.
 
     The accuracy is class-balanced (each category weighs 1/16, as on the balanced
-    edges and silhouettes): 59 of the photos are dogs. ``limit`` keeps at most that many,
+    edges and silhouettes): 55 of the photos are dogs. ``limit`` keeps at most that many,
     taking the categories in turn.
     """
     import json
