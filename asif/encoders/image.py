@@ -264,7 +264,9 @@ def _is_stream(x: Any) -> bool:
     module = type(x).__module__
     if module.startswith("torch.utils.data") and hasattr(x, "dataset"):
         return True
-    return module.startswith("datasets") and hasattr(x, "features") and hasattr(x, "iter")
+    if not module.startswith("datasets"):
+        return False
+    return (hasattr(x, "features") and hasattr(x, "iter")) or isinstance(x, dict)  # DatasetDict
 
 
 def stream_chunks(inputs: Any, chunk_size: int = 256) -> Iterator[list[Any]]:
