@@ -143,6 +143,8 @@ def finish_set(
             else [int(k) for k in hub_ks]
         )
         hubs = hub_statistics_of(_shard_blocks(path, n_shards), ks) if ks else {}
+        for modality, k in hubs:  # a finish killed mid-way left its temporaries
+            storage.remove_stale(path / "hub_statistics", f"{modality}-k{k}.npy")
         card = {
             **provenance,
             "counts": {
@@ -176,6 +178,7 @@ def finish_set(
 
 
 def _write_log(path: Path, skipped: list[dict[str, Any]]) -> None:
+    storage.remove_stale(path.parent, path.name)
     tmp = storage.temp_path(path.parent, path.name)
     try:
         storage.write_jsonl(tmp, skipped)
