@@ -1,9 +1,12 @@
-"""Shared fixtures: the real data folder and one real encoder of each kind per test session."""
+"""Shared fixtures: the real data folder, one real encoder of each kind and one local Ray per test
+session."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +52,21 @@ def text_encoder():  # type: ignore[no-untyped-def]
     from asif.encoders import load_text_encoder
 
     return load_text_encoder("default", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[Any]:
+    """One local Ray instance (2 CPUs) for the whole test session, shared by tests/index and
+    tests/build: it takes 8-14 s to start. Skips the test if Ray Data is not installed."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=256 * 2**20,
+        )
+    yield ray
+    ray.shutdown()

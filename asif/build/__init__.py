@@ -11,6 +11,7 @@ can run them elsewhere:
 - :mod:`asif.build.decode`: one unit read, checked, deduplicated and decoded into pixel batches;
 - :mod:`asif.build.writer`: one encoded unit into its shard, and the shards into a set;
 - :mod:`asif.build.local`: the ``local`` engine (``DataLoader`` workers + the encoders here).
+- :mod:`asif.build.ray_engine`: the ``ray`` engine (Ray Data: decode tasks, encoder actors).
 
 Example:
     >>> from asif.build import build_anchor_set

@@ -32,7 +32,7 @@ logger = logging.getLogger("asif")
 DEFAULT_SHARD_SIZE = 10_000
 """Samples per work unit (and so, at most, rows per shard): about 65 MB of embeddings with the
 default encoders; the unit of resuming, of parallel work and of memory."""
-ENGINES = ("local",)
+ENGINES = ("local", "ray")
 _LIBRARIES = ("torch", "timm", "sentence-transformers", "pillow", "numpy")
 
 
@@ -102,7 +102,11 @@ def build_anchor_set(
         hub_ks: the k to store hub statistics for (``"default"``:
             :func:`asif.anchors.default_hub_ks`, the space's default and the paper's 800;
             None: none).
-        engine: ``"local"``.
+        engine: ``"local"`` (decoding in ``DataLoader`` workers, the encoders in this process:
+            :mod:`asif.build.local`) or ``"ray"`` (Ray Data: decoding in CPU tasks, the
+            encoders in actors, one per GPU; needs ``pip install "asif[ray]"``, and calls
+            ``ray.init()`` if this process has not joined a Ray yet: :mod:`asif.build.ray_engine`).
+            Both write the same set, and either resumes the other's unfinished build.
 
     Returns:
         The finished set, loaded from ``output``.
@@ -112,6 +116,7 @@ def build_anchor_set(
             arguments.
         asif.build.local.BadSampleError: ``strict`` and a sample cannot be used.
         FileExistsError: ``output`` is a folder that asif did not write.
+        ImportError: ``engine="ray"`` and Ray Data is not installed.
 
     Example:
         >>> import tempfile
@@ -127,6 +132,10 @@ def build_anchor_set(
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}.")
+    if engine == "ray":
+        from asif.build.ray_engine import require_ray
+
+        require_ray()  # before any work: the error names what to install
     if type(batch_size) is not int or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     from asif.encoders._common import resolve_device, show_progress
@@ -187,9 +196,11 @@ def build_anchor_set(
     )
     if job.todo:
         _check_fingerprints(folder, encoders)
-    from asif.build.local import run_local
-
-    stats = run_local(job)
+    if engine == "ray":
+        from asif.build.ray_engine import run_ray as run
+    else:
+        from asif.build.local import run_local as run
+    stats = run(job)
     stats.loaded = [m for m, e in encoders.items() if getattr(e, "loaded", True) and job.todo]
     recorded = folder.read().get("fingerprints", {})
     provenance = {

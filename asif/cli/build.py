@@ -52,6 +52,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="read and store embeddings in the embedding cache (default folder, or DIR)",
     )
+    build.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: decoding workers and the encoders on this machine; ray: Ray Data "
+        'decode tasks and encoder actors (one per GPU) on the Ray cluster, pip install "asif[ray]" '
+        "(default: %(default)s)",
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(run=run)
 
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         strict=args.strict,
         show_progress_bar=not args.quiet,
         cache=args.cache,
+        engine=args.engine,
     )
     counts = anchors.provenance.get("counts", {})
     print(

@@ -1,13 +1,8 @@
-"""Index fixtures: lattice vectors (exact cosines, many ties) and one local Ray per test session."""
+"""Index fixtures: lattice vectors (exact cosines, many ties); ``ray_local`` is in tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from typing import Any
-
 import numpy as np
-import pytest
 
 
 def lattice(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
@@ -22,19 +17,3 @@ def lattice(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
     cols = np.argsort(rng.random((n, d)), axis=1)[:, :16]
     np.put_along_axis(x, cols, rng.choice([-0.25, 0.25], (n, 16)).astype(np.float32), 1)
     return x
-
-
-@pytest.fixture(scope="session")
-def ray_local() -> Iterator[Any]:
-    """One local Ray instance (2 CPUs) for the whole test session: it takes 8-14 s to start."""
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            object_store_memory=256 * 2**20,
-        )
-    yield ray
-    ray.shutdown()
