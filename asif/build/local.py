@@ -26,7 +26,7 @@ from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 from asif.build.writer import write_unit
 
-__all__ = ["BadSampleError", "run_local"]
+__all__ = ["BadSampleError", "UnitState", "run_local"]
 
 logger = logging.getLogger("asif")
 _WARN_SKIPS = 20
@@ -73,11 +73,11 @@ def run_local(job: BuildJob) -> BuildStats:
         pin_memory=job.device.startswith("cuda"),
     )
     bars = StageBars(sum(u.size for u in todo), job.show_progress_bar)
-    states: dict[int, _UnitState] = {}
+    states: dict[int, UnitState] = {}
     position = 0
     try:
         for batch in loader:
-            state = states.setdefault(batch.unit, _UnitState())
+            state = states.setdefault(batch.unit, UnitState())
             stats.decode_seconds += batch.decode_seconds
             if batch.skipped and job.strict:
                 s = batch.skipped[0]
@@ -102,7 +102,7 @@ def run_local(job: BuildJob) -> BuildStats:
     return stats
 
 
-class _UnitState:
+class UnitState:
     """One unit's rows and embeddings while its batches arrive."""
 
     def __init__(self) -> None:

@@ -42,7 +42,7 @@ import numpy as np
 
 from asif.build.decode import DecodedBatch, Row, Skip, UnitDataset
 from asif.build.job import BuildJob
-from asif.build.local import BadSampleError, _UnitState
+from asif.build.local import BadSampleError, UnitState
 from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 
@@ -293,7 +293,7 @@ class _Arrivals:
     """A unit's encoded batches, in whatever order they arrive, gathered for the writer."""
 
     def __init__(self) -> None:
-        self.state = _UnitState()
+        self.state = UnitState()
         self.batches = 0
         self.expected: int | None = None
 
