@@ -8,6 +8,8 @@ open_clip, and computes no score the library would compute differently.
 - :mod:`~asif.eval.metrics`, :mod:`~asif.eval.reports`: metrics, tables, JSON, plots.
 - :mod:`~asif.eval.sources`: named data sources in ``$ASIF_DATA`` (or a root you name).
 - :mod:`~asif.eval.run`: :func:`evaluate`, all of it in one call (``asif eval``).
+- :mod:`~asif.eval.suites`: the generalisation suites (``asif eval --suite NAME``):
+  :func:`run_suite`, :func:`format_suite`, :func:`plot_suite`.
 
 Example:
     >>> import numpy as np
@@ -34,11 +36,14 @@ __all__ = [
     "classification_report",
     "evaluate",
     "format_results",
+    "format_suite",
     "label_transfer_retrieval",
     "label_transfer_scores",
     "parse_setting",
     "plot_anchor_curve",
+    "plot_suite",
     "retrieval_report",
+    "run_suite",
     "write_json",
 ]
 
@@ -54,6 +59,9 @@ _LAZY = {
     "write_json": "asif.eval.reports",
     "label_transfer_retrieval": "asif.eval.baselines",
     "label_transfer_scores": "asif.eval.baselines",
+    "run_suite": "asif.eval.suites",
+    "format_suite": "asif.eval.suites",
+    "plot_suite": "asif.eval.suites",
 }
 
 
