@@ -139,7 +139,7 @@ def test_clip_benchmark_zeroshot_classification_equals_asif(space, model, tmp_pa
     assert metrics["acc1"] == ours["top1"]
     assert metrics["acc5"] == ours["top5"]
     assert metrics["mean_per_class_recall"] == pytest.approx(ours["mean_per_class"], abs=1e-12)
-    assert 0.3 < ours["top1"] < 0.7  # measured 0.47 on 200 images; chance is 0.1
+    assert 0.48 <= ours["top1"] <= 0.58  # measured 0.53 (top-5 0.90) on these 100; chance 0.1
 
     # the same scores, not only the same metrics: CLIP_benchmark's logits are 100 x asif's
     classifier = torch.load(saved)
@@ -151,7 +151,7 @@ def test_clip_benchmark_zeroshot_classification_equals_asif(space, model, tmp_pa
     amp = zeroshot_classification.run_classification(model, classifier, loader, "cpu", amp=True)[0]
     same = float((amp.argmax(dim=1) == logits.argmax(dim=1)).float().mean())
     print(f"with --amp (CLIP_benchmark's bfloat16 score product): {same:.1%} same predictions")
-    assert same >= 0.9  # measured 99.5% on 200 images
+    assert same >= 0.97  # measured 99.0% on these 100 images
 
 
 def _flickr_annotations(tmp_path: Path, n_images: int) -> Path:
