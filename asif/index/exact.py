@@ -377,14 +377,18 @@ class AnchorIndex:
                 k,
                 positions=self._segment_positions(),
             )
-        parts = []
+        # merged segment by segment: memory holds two top-k lists, never one per segment
+        # (exact: the order by cosine, then position, is total)
+        best: tuple[np.ndarray, np.ndarray] | None = None
         start = 0
         for segment in self._segments:
-            parts.append(_segment_topk(segment, start, queries, k))
+            cos, pos = _segment_topk(segment, start, queries, k)
             start += segment.n_alive
-        if len(parts) == 1:
-            return parts[0]
-        return select_topk(np.hstack([c for c, _ in parts]), np.hstack([p for _, p in parts]), k)
+            if best is not None:
+                cos, pos = select_topk(np.hstack([best[0], cos]), np.hstack([best[1], pos]), k)
+            best = cos, pos
+        assert best is not None
+        return best
 
     @property
     def n_stored(self) -> int:
