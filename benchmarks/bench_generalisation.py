@@ -19,15 +19,18 @@ Usage:
     .venv/bin/python benchmarks/bench_generalisation.py                       # everything
     .venv/bin/python benchmarks/bench_generalisation.py --pairs default       # one pair
     .venv/bin/python benchmarks/bench_generalisation.py --suites shift --smoke  # minutes
+    .venv/bin/python benchmarks/bench_generalisation.py --pairs default --report-only  # md from JSON
 
 Results: ``benchmarks/results/bench_generalisation[_<pair>].md``, one
 ``bench_generalisation_<suite>[_<pair>].json`` per suite and ``bench_generalisation_<suite>*.png``
-plots (git-ignored). A ``## Closing note`` section already in the md file is kept.
+plots (git-ignored). A ``## Closing note`` section already in the md file is kept, and so are the tables
+of suites run earlier (read from their JSON files).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -51,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="CI-sized subsets (numbers mean little)"
     )
     parser.add_argument("--progress", action="store_true", help="encoder progress bars")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the markdown from the JSON files"
+    )
     args = parser.parse_args(argv)
     pairs = tuple(args.pairs)
     tag = ("" if set(pairs) == set(PAIRS) else "_" + "_".join(pairs)) + (
@@ -60,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     done: dict[str, dict[str, Any]] = {}
-    timings: dict[str, float] = {}
+    if args.report_only:
+        report = _earlier(tag, skip={})
+        command = next(iter(report.values()))["command"]
+        _write_markdown(RESULTS / f"bench_generalisation{tag}.md", report, command)
+        return 0
     for suite in [s for s in ORDER if s in args.suites]:
         started = time.perf_counter()
         options: dict[str, Any] = {"pairs": pairs, "n_boot": args.boot, "seed": 0}
@@ -78,13 +88,25 @@ def main(argv: list[str] | None = None) -> int:
         results = run_suite(suite, full=True, **options)
         results["machine"] = machine()
         results["command"] = command
-        timings[suite] = time.perf_counter() - started
+        results["seconds"] = time.perf_counter() - started
         write_json(results, RESULTS / f"bench_generalisation_{suite}{tag}.json")
         _plots(suite, results, tag)
         print(format_suite(results), flush=True)
         done[suite] = results
-        _write_markdown(RESULTS / f"bench_generalisation{tag}.md", done, timings, command)
+        report = {**_earlier(tag, skip=done), **done}
+        _write_markdown(RESULTS / f"bench_generalisation{tag}.md", report, command)
     return 0
+
+
+def _earlier(tag: str, skip: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The results of suites run earlier with the same tag (their JSON files), so that the
+    markdown report keeps every suite when only some are run again."""
+    found = {}
+    for suite in ORDER:
+        path = RESULTS / f"bench_generalisation_{suite}{tag}.json"
+        if suite not in skip and path.exists():
+            found[suite] = json.loads(path.read_text())
+    return found
 
 
 def _plots(suite: str, results: dict[str, Any], tag: str) -> None:
@@ -101,9 +123,7 @@ def _plots(suite: str, results: dict[str, Any], tag: str) -> None:
         plt.close(figure)
 
 
-def _write_markdown(
-    path: Path, done: dict[str, dict[str, Any]], timings: dict[str, float], command: str
-) -> None:
+def _write_markdown(path: Path, done: dict[str, dict[str, Any]], command: str) -> None:
     """The tables of every suite run so far, a summary of the key figures, and the closing note."""
     note = ""
     if path.exists():
@@ -114,10 +134,16 @@ def _write_markdown(
     lines = [
         "# Generalisation benchmark (issue 16)",
         "",
-        f"Command: `{command.strip()}`  ",
+        f"Command: `{command.strip()}`"
+        + "".join(
+            f"; {s}: `{r['command'].strip()}`"
+            for s, r in done.items()
+            if r.get("command", command).strip() != command.strip()
+        )
+        + "  ",
         f"Machine: {first['machine']}  ",
         "Time per suite (first run includes encoding and corrupting; later runs read the caches): "
-        + ", ".join(f"{s} {t / 60:.1f} min" for s, t in timings.items()),
+        + ", ".join(f"{s} {r['seconds'] / 60:.1f} min" for s, r in done.items() if "seconds" in r),
         "",
         "Accuracies are zero-shot top-1 (%) with 95% percentile bootstrap intervals over test images "
         "(1,000 resamples); ER = effective robustness in accuracy points (distance above the "
