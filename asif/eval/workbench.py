@@ -73,9 +73,7 @@ class CachedSearch:
         self.remember(queries, k, result)
         return result
 
-    def remember(
-        self, queries: np.ndarray, k: int, result: tuple[np.ndarray, np.ndarray]
-    ) -> None:
+    def remember(self, queries: np.ndarray, k: int, result: tuple[np.ndarray, np.ndarray]) -> None:
         """Store ``result`` as the answer for ``queries`` at ``k`` (e.g. exact neighbours
         computed elsewhere, so a space answers with them)."""
         with self._lock:
