@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -26,7 +27,7 @@ from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 from asif.build.writer import write_unit
 
-__all__ = ["BadSampleError", "UnitState", "run_local"]
+__all__ = ["BadSampleError", "PlanOrderWriter", "UnitState", "refuse_skips", "run_local"]
 
 logger = logging.getLogger("asif")
 _WARN_SKIPS = 20
@@ -45,15 +46,7 @@ def run_local(job: BuildJob) -> BuildStats:
     todo = job.todo
     if not todo:
         return stats
-    # shard of todo[i] = non-empty done units before it + non-empty units this run wrote
-    done_before, count, i = [], 0, 0
-    for unit in job.units:
-        if unit.index in job.done:
-            count += bool(job.done[unit.index]["n"])
-        elif i < len(todo) and unit.index == todo[i].index:
-            done_before.append(count)
-            i += 1
-    written = 0
+    writer = PlanOrderWriter(job)
     dataset = UnitDataset(
         job.sources,
         todo,
@@ -74,32 +67,68 @@ def run_local(job: BuildJob) -> BuildStats:
     )
     bars = StageBars(sum(u.size for u in todo), job.show_progress_bar)
     states: dict[int, UnitState] = {}
-    position = 0
     try:
         for batch in loader:
             state = states.setdefault(batch.unit, UnitState())
             stats.decode_seconds += batch.decode_seconds
-            if batch.skipped and job.strict:
-                s = batch.skipped[0]
-                raise BadSampleError(
-                    f"{s.source}: sample {s.key}: {s.reason} (--strict: no sample is skipped)."
-                )
+            refuse_skips(batch.skipped, job)
             bars.update("read", len(batch.rows) + len(batch.skipped))
             state.add(batch, job, stats)
             bars.update("encode", len(batch.rows))
-            while position < len(todo) and states.get(todo[position].index, _EMPTY).final:
-                unit = todo[position]
-                done = states.pop(unit.index)
-                shard = done_before[position] + written if done.rows else None
-                done.write(job, unit, shard, stats)
-                written += shard is not None
-                bars.update("write", len(done.rows))
-                position += 1
+            writer.write_ready(
+                lambda i: states.pop(i) if states.get(i, _EMPTY).final else None, stats, bars
+            )
     finally:
         bars.close()
         del loader
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def refuse_skips(skipped: list[Skip], job: BuildJob) -> None:
+    """In a ``strict`` build, the first skipped sample is an error."""
+    if skipped and job.strict:
+        s = skipped[0]
+        raise BadSampleError(
+            f"{s.source}: sample {s.key}: {s.reason} (--strict: no sample is skipped)."
+        )
+
+
+class PlanOrderWriter:
+    """Writes the units of ``job.todo`` in plan order as they finish, each into the shard an
+    uninterrupted build gives it: the non-empty units done before it, plus the non-empty units
+    this run wrote before it (an empty unit writes no shard)."""
+
+    def __init__(self, job: BuildJob) -> None:
+        self.job, self.todo = job, job.todo
+        self.done_before: list[int] = []
+        count, i = 0, 0
+        for unit in job.units:
+            if unit.index in job.done:
+                count += bool(job.done[unit.index]["n"])
+            elif i < len(self.todo) and unit.index == self.todo[i].index:
+                self.done_before.append(count)
+                i += 1
+        self.position = self.written = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.position == len(self.todo)
+
+    def write_ready(
+        self, take: Callable[[int], UnitState | None], stats: BuildStats, bars: StageBars
+    ) -> None:
+        """Write the next units while ``take(unit_index)`` hands over a finished one."""
+        while not self.finished:
+            unit = self.todo[self.position]
+            done = take(unit.index)
+            if done is None:
+                return
+            shard = self.done_before[self.position] + self.written if done.rows else None
+            done.write(self.job, unit, shard, stats)
+            self.written += shard is not None
+            bars.update("write", len(done.rows))
+            self.position += 1
 
 
 class UnitState:

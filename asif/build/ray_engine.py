@@ -42,7 +42,7 @@ import numpy as np
 
 from asif.build.decode import DecodedBatch, Row, Skip, UnitDataset
 from asif.build.job import BuildJob
-from asif.build.local import BadSampleError, UnitState
+from asif.build.local import PlanOrderWriter, UnitState, refuse_skips
 from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 
@@ -73,7 +73,7 @@ def run_ray(job: BuildJob) -> BuildStats:
         return stats
     if not ray.is_initialized():
         ray.init()
-    done_before = _done_before(job)
+    writer = PlanOrderWriter(job)
     identity = None
     if job.cache is not None:
         identity = (job.image.name, job.image.fingerprint, int(job.image.dim))
@@ -105,45 +105,24 @@ def run_ray(job: BuildJob) -> BuildStats:
     encoded.context.enable_progress_bars = False  # this run's bars are the stage bars below
     bars = StageBars(sum(u.size for u in todo), job.show_progress_bar)
     states: dict[int, _Arrivals] = {}
-    position = written = 0
     try:
         for row in encoded.iter_rows():
             batch: _Encoded = pickle.loads(row["batch"])
-            if batch.skipped and job.strict:
-                s = batch.skipped[0]
-                raise BadSampleError(
-                    f"{s.source}: sample {s.key}: {s.reason} (--strict: no sample is skipped)."
-                )
+            refuse_skips(batch.skipped, job)
             states.setdefault(batch.unit, _Arrivals()).add(batch, stats)
             bars.update("read", len(batch.rows) + len(batch.skipped))
             bars.update("encode", len(batch.rows))
-            while position < len(todo) and _complete(states.get(todo[position].index)):
-                unit = todo[position]
-                done = states.pop(unit.index).state
-                shard = done_before[position] + written if done.rows else None
-                done.write(job, unit, shard, stats)
-                written += shard is not None
-                bars.update("write", len(done.rows))
-                position += 1
+            writer.write_ready(
+                lambda i: states.pop(i).state if _complete(states.get(i)) else None, stats, bars
+            )
     finally:
         bars.close()
-    if position < len(todo):
+    if not writer.finished:
         raise RuntimeError(
-            f"the Ray pipeline ended with units {todo[position].index}... unwritten."
+            f"the Ray pipeline ended with units {todo[writer.position].index}... unwritten."
         )
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def _done_before(job: BuildJob) -> list[int]:
-    """For each unit of ``job.todo``, the non-empty done units before it (as run_local counts)."""
-    out, count = [], 0
-    for unit in job.units:
-        if unit.index in job.done:
-            count += bool(job.done[unit.index]["n"])
-        else:
-            out.append(count)
-    return out
 
 
 def _encoder_resources(ray: Any, device: str) -> tuple[int, dict[str, float], str]:
