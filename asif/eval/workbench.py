@@ -41,6 +41,9 @@ class CachedSearch:
     """An index that remembers its answers, keyed by (the queries' bytes, k).
 
     Implements :class:`asif.index.AnchorSearch` over an inner index; ``rows`` is passed through.
+    With ``prefixes=True`` (for exact indexes only, whose lists are ordered by cosine, then
+    position) a search at k is answered from a remembered search of the same queries at a
+    larger k: its first k columns are what the inner index would return.
 
     Example:
         >>> index = CachedSearch(AnchorIndex(np.eye(3, dtype=np.float32), gpu=False))
@@ -49,8 +52,9 @@ class CachedSearch:
         True
     """
 
-    def __init__(self, inner: AnchorSearch) -> None:
+    def __init__(self, inner: AnchorSearch, *, prefixes: bool = False) -> None:
         self.inner = inner
+        self.prefixes = prefixes
         self.n, self.d = inner.n, inner.d
         self._memo: dict[tuple[str, tuple[int, ...], int], tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
@@ -65,6 +69,8 @@ class CachedSearch:
         key = _key(queries, k)
         with self._lock:
             found = self._memo.get(key)
+            if found is None and self.prefixes:
+                found = self._prefix(key)
         if found is not None:
             self.hits += 1
             return found
@@ -78,6 +84,18 @@ class CachedSearch:
         computed elsewhere, so a space answers with them)."""
         with self._lock:
             self._memo[_key(queries, k)] = result
+
+    def _prefix(
+        self, key: tuple[str, tuple[int, ...], int]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        digest, shape, k = key
+        larger = [m for (d, s, m) in self._memo if d == digest and s == shape and m > k]
+        if not larger:
+            return None
+        cosines, positions = self._memo[(digest, shape, min(larger))]
+        if cosines.shape[1] < k:  # a search at a k above N returned all N: so would this one
+            return cosines, positions
+        return cosines[:, :k], positions[:, :k]
 
     def iter_search(self, queries: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One chunk: the whole (cached) answer."""
@@ -150,7 +168,7 @@ class Workbench:
         def build(vectors: Any) -> CachedSearch:
             key = (modality, bool(center))
             if key not in self.indexes:
-                self.indexes[key] = CachedSearch(AnchorIndex(vectors, gpu=self.gpu))
+                self.indexes[key] = CachedSearch(AnchorIndex(vectors, gpu=self.gpu), prefixes=True)
             return self.indexes[key]
 
         return build

@@ -69,6 +69,9 @@ _STREAM_MIN_ROWS = 1 << 16
 searches each segment (faster where the anchors fit in a few segments)."""
 _SMALL_SEGMENTS = 8
 """More than this many segments under ``SEGMENT_ROWS / 2`` rows are merged after an add."""
+_TIE_MARGIN = 16
+"""Results asked of FAISS beyond k, so that ties at the cut (5 captions share an image in COCO
+or Flickr anchors) are settled without searching again."""
 _COMPACT_FRACTION = 8
 """A segment is rewritten without its removed rows once more than 1/8 of them are removed."""
 _TORCH_WORK_BYTES = 1 << 31
@@ -439,27 +442,31 @@ def _segment_topk(
     """One segment's best ``min(k, alive)`` (cosines, positions) by FAISS, with asif's tie rule.
 
     FAISS lists equal scores in no set order and keeps an arbitrary part of those that tie at
-    its k-th place: one more result is asked for, the list is sorted by :func:`select_topk`, and
-    the queries whose k-th score equals the next one are searched again in this segment by the
-    streamed kernel (:func:`asif.topk.exact_topk`), which keeps the lowest positions.
+    its last place. It is asked for ``_TIE_MARGIN`` more results than needed and the list is
+    sorted by :func:`select_topk`: where the k-th score is above the last one returned, every
+    score equal to it was returned, so the cut is exact. Only queries whose tie runs to the end
+    of the list (more than ``_TIE_MARGIN`` equal scores, e.g. a group of identical images) are
+    searched again in this segment by the streamed kernel (:func:`asif.topk.exact_topk`).
     """
     m = segment.vectors.shape[0]
     keep = min(k, segment.n_alive)
-    cos, rows = _exact_search(segment.vectors, queries, min(keep + segment.n_removed + 1, m))
+    asked = min(keep + segment.n_removed + _TIE_MARGIN, m)
+    cos, rows = _exact_search(segment.vectors, queries, asked)
+    last = cos.min(axis=1)  # FAISS's last returned score: nothing left out scores above it
     if segment.ranks is None:
         pos = rows + start
     else:
         pos = segment.ranks[rows] + start
         dead = segment.ranks[rows] < 0
         cos[dead], pos[dead] = -np.inf, -1
-    cos, pos = select_topk(cos, pos, cos.shape[1])
-    if keep < segment.n_alive:
-        tied = np.flatnonzero(cos[:, keep - 1] == cos[:, keep])
+    cos, pos = select_topk(cos, pos, keep)
+    if asked < m:
+        tied = np.flatnonzero(cos[:, keep - 1] == last)
         if tied.size:
             local = None if segment.ranks is None else segment.ranks
             again = exact_topk(queries[tied], [segment.vectors], keep, positions=[local])
-            cos[tied, :keep], pos[tied, :keep] = again[0], again[1] + start
-    return cos[:, :keep], pos[:, :keep]
+            cos[tied], pos[tied] = again[0], again[1] + start
+    return cos, pos
 
 
 def _merge_small(segments: tuple[_Segment, ...]) -> tuple[_Segment, ...]:

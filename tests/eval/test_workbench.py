@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from asif import AnchorSet, RelativeSpace
-from asif.eval import PAPER, Setting, Workbench
+from asif.eval import PAPER, CachedSearch, Setting, Workbench
+from asif.index import AnchorIndex
 from asif.transforms import hub_weights
 from tests.reference import dense_relative, dense_zero_shot_scores, unit
 
@@ -119,6 +120,25 @@ def test_sweeps_reuse_one_search_and_agree_with_fresh_engines(data: dict[str, np
     )
     np.testing.assert_allclose(small, fresh, atol=1e-6)
     assert not np.allclose(big, small)
+    # k = 20 was answered from the k = 300 search of the same queries
+    assert bench.indexes[("image", False)].misses == 1
+
+
+def test_a_smaller_k_is_the_first_columns_of_a_larger_search() -> None:
+    rng = np.random.default_rng(3)
+    rows = np.round(rng.normal(size=(40, 8)) * 2) / 4  # coarse values: many equal cosines
+    anchors = unit(np.repeat(rows, 5, axis=0)).astype(np.float32)  # and repeated rows
+    queries = unit(np.round(rng.normal(size=(25, 8)) * 2) / 4).astype(np.float32)
+    index = AnchorIndex(anchors, gpu=False)
+    cached = CachedSearch(AnchorIndex(anchors, gpu=False), prefixes=True)
+    cached.search(queries, 60)
+    for k in (1, 13, 60, 500):
+        for got, want in zip(cached.search(queries, k), index.search(queries, k), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert cached.misses == 2  # k = 500 > k = 60 searched again
+    plain = CachedSearch(AnchorIndex(anchors, gpu=False))
+    plain.search(queries, 60), plain.search(queries, 13)
+    assert plain.misses == 2
 
 
 def test_every_workbench_score_is_the_public_api_score_on_real_data(

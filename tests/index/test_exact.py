@@ -100,3 +100,34 @@ def test_gpu_ivf_recall(clustered) -> None:
     q, a = clustered
     index = AnchorIndex(a, factory="IVF64,Flat;nprobe=64", gpu=True)
     assert _recall(index.search(q, K)[1], _exact(q, a)) >= 0.99
+
+
+def _brute_force(q: np.ndarray, a: np.ndarray, alive: np.ndarray, k: int) -> tuple:
+    """Every score, sorted by (cosine desc, position asc) over the alive rows: the tie rule."""
+    scores = q @ a[alive].T
+    positions = np.broadcast_to(np.arange(alive.size), scores.shape)
+    order = np.lexsort((positions, -scores), axis=1)[:, :k]
+    return np.take_along_axis(scores, order, 1), order
+
+
+@pytest.mark.parametrize("removed", [0, 37])
+@pytest.mark.parametrize("k", [1, 7, 50, 300])
+def test_faiss_kernel_ties_from_repeated_rows(k: int, removed: int) -> None:
+    """Anchors repeat (5 captions share an image; one row 40 times, more than FAISS is asked
+    beyond k): the cut among equal scores follows the tie rule, as an exhaustive sort does."""
+    from tests.index.conftest import lattice
+
+    rows = lattice(120, seed=3)
+    a = np.concatenate([np.repeat(rows[:100], 5, axis=0), np.repeat(rows[100:101], 40, axis=0)])
+    a = np.concatenate([a, rows[101:]])
+    q = np.concatenate([lattice(40, seed=4), rows[95:101]])
+    index = AnchorIndex(a, gpu=False, kernel="faiss")
+    alive = np.arange(len(a))
+    if removed:
+        gone = np.random.default_rng(1).choice(len(a), removed, replace=False)
+        index = index.without(gone)
+        alive = np.setdiff1d(alive, gone)
+    scores, positions = index.search(q, k)
+    want_scores, want_positions = _brute_force(q, a, alive, k)
+    np.testing.assert_array_equal(positions, want_positions)
+    np.testing.assert_array_equal(scores, want_scores)

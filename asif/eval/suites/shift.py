@@ -168,8 +168,10 @@ def score_configuration(
     :class:`~asif.eval.Workbench` (public spaces), and the label-transfer baseline."""
     bench = Workbench(anchors, gpu=False)
     out: dict[str, dict[str, Scored]] = {}
-    for setting in settings:
+    # the largest k first: the workbench answers smaller ones from its first columns
+    for setting in sorted(settings, key=lambda s: -s.resolve_k(len(anchors))):
         out[setting.name] = {name: score_zero_shot(bench, t, setting) for name, t in tests.items()}
+    out = {s.name: out[s.name] for s in settings}
     if label_transfer_k:
         out["label-transfer"] = {
             name: score_label_transfer(anchors, t, label_transfer_k) for name, t in tests.items()
