@@ -97,17 +97,23 @@ def plot_accuracy_vs_anchors(
         ax.set_xscale("log")
         plain = FuncFormatter(lambda x, _: f"{x:,.0f}")  # 1,000 rather than 10^3
         ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
+        ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))
         ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("anchor pairs")
     name = f"top-{metric[3:]}" if metric[:3] == "top" and metric[3:].isdigit() else metric
     ax.set_ylabel(f"{name.replace('_', ' ')} accuracy (%)")
     ax.grid(True, alpha=0.3)
     if any(lines):
-        ax.legend()
+        ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     return cast("Figure", ax.figure)
+
+
+def _two_and_five(x: float, _: Any) -> str:
+    """Minor tick labels of a log axis at 2 and 5 times a power of ten only (200, 5,000)."""
+    lead = x / 10 ** np.floor(np.log10(x)) if x > 0 else 0
+    return f"{x:,.0f}" if round(lead) in (2, 5) and abs(lead - round(lead)) < 1e-6 else ""
 
 
 def plot_explanation(

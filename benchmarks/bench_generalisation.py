@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--progress", action="store_true", help="encoder progress bars")
     parser.add_argument(
-        "--report-only", action="store_true", help="rewrite the markdown from the JSON files"
+        "--report-only",
+        action="store_true",
+        help="rewrite the markdown and plots from the JSON files",
     )
     args = parser.parse_args(argv)
     pairs = tuple(args.pairs)
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[str, dict[str, Any]] = {}
     if args.report_only:
         report = _earlier(tag, skip={})
+        for suite, results in report.items():
+            _plots(suite, results, tag)
         command = next(iter(report.values()))["command"]
         _write_markdown(RESULTS / f"bench_generalisation{tag}.md", report, command)
         return 0

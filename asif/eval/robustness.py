@@ -281,8 +281,12 @@ def plot_effective_robustness(
     grid = expit(np.linspace(logit(low), logit(high), 100))
     ax.plot(grid, fit.predict(grid), color="black", lw=1.2, label="fit")
     ax.plot(grid, grid, color="grey", ls="--", lw=1, label="y = x")
-    ax.set_xscale("logit")
-    ax.set_yscale("logit")
+    from matplotlib.ticker import FuncFormatter, LogitFormatter
+
+    for axis, scale in ((ax.xaxis, ax.set_xscale), (ax.yaxis, ax.set_yscale)):
+        scale("logit")  # labels as decimals, not 1/2 or 1 - 10^-1
+        axis.set_major_formatter(FuncFormatter(lambda p, _: f"{p:g}"))
+        axis.set_minor_formatter(LogitFormatter(minor=True, one_half="0.5"))
     ax.set_xlim(low, high)
     ax.set_ylim(low, high)
     ax.set_xlabel(xlabel)

@@ -332,15 +332,17 @@ def format_anchors(results: dict[str, Any]) -> str:
 def plot_anchors(
     results: dict[str, Any], pair: str | None = None, method: str | None = None
 ) -> Figure:
-    """For one encoder pair and method: accuracy vs anchor count per source (one panel per test
-    set), and effective robustness per shift with the diversity configurations marked."""
+    """For one encoder pair and method (default: asif's default setting where it was run):
+    accuracy vs anchor count per source (one panel per test set), and effective robustness per
+    shift with the diversity configurations marked."""
     import matplotlib.pyplot as plt
 
     from asif.plots import plot_accuracy_vs_anchors
 
     tables = results["tables"]
     pair = pair or results["config"]["pairs"][0]
-    method = method or next(r["method"] for r in tables["curve"] if r["pair"] == pair)
+    methods = [r["method"] for r in tables["curve"] if r["pair"] == pair]
+    method = method or (DEFAULT.name if DEFAULT.name in methods else methods[0])
     curve = [r for r in tables["curve"] if r["pair"] == pair and r["method"] == method]
     tests = [t for t in TESTS if curve and t in curve[0]]
     shifts = [
