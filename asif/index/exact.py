@@ -210,6 +210,7 @@ class AnchorIndex:
     def _setup(self, segments: tuple[_Segment, ...], d: int, whole: np.ndarray | None) -> None:
         self._segments = segments
         self._whole = whole  # the one array all segments are views of, while nothing changed
+        self._joined_segment: _Segment | None = None  # small segments joined, made on first search
         alive = np.array([s.n_alive for s in segments], dtype=np.int64)
         self._ends = np.cumsum(alive)
         self.n, self.d = int(self._ends[-1]), d
@@ -380,11 +381,17 @@ class AnchorIndex:
                 k,
                 positions=self._segment_positions(),
             )
+        segments = self._segments
+        if len(segments) > 1 and self.n_stored <= SEGMENT_ROWS:
+            # small blocks (the shards of a set on disk): k would be most of each block, and
+            # FAISS selects slowly at such k; one search over them joined costs what one block
+            # of N rows costs (36 shards of 985 rows, k = 1,600: 7x faster)
+            segments = (self._joined(),)
         # merged segment by segment: memory holds two top-k lists, never one per segment
         # (exact: the order by cosine, then position, is total)
         best: tuple[np.ndarray, np.ndarray] | None = None
         start = 0
-        for segment in self._segments:
+        for segment in segments:
             cos, pos = _segment_topk(segment, start, queries, k)
             start += segment.n_alive
             if best is not None:
@@ -392,6 +399,23 @@ class AnchorIndex:
             best = cos, pos
         assert best is not None
         return best
+
+    def _joined(self) -> _Segment:
+        """The segments as one, copied once (the caller keeps this to at most SEGMENT_ROWS)."""
+        if self._joined_segment is None:
+            ranks, start = [], 0
+            for segment in self._segments:
+                rows = np.arange(segment.vectors.shape[0], dtype=np.int64)
+                local = rows if segment.ranks is None else segment.ranks
+                ranks.append(np.where(local >= 0, local + start, -1))
+                start += segment.n_alive
+            removed = sum(s.n_removed for s in self._segments)
+            self._joined_segment = _Segment(
+                _readonly(np.concatenate([s.vectors for s in self._segments])),
+                np.concatenate(ranks) if removed else None,
+                removed,
+            )
+        return self._joined_segment
 
     @property
     def n_stored(self) -> int:

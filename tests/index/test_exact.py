@@ -131,3 +131,25 @@ def test_faiss_kernel_ties_from_repeated_rows(k: int, removed: int) -> None:
     want_scores, want_positions = _brute_force(q, a, alive, k)
     np.testing.assert_array_equal(positions, want_positions)
     np.testing.assert_array_equal(scores, want_scores)
+
+
+@pytest.mark.parametrize("removed", [0, 57])
+def test_many_small_blocks_search_as_one_array(clustered, removed: int) -> None:
+    """The shards of a set on disk (many small blocks) are searched joined: the same neighbours
+    and the same scores, to the last bit, as the rows in one array; removed rows stay out."""
+    q, a = clustered
+    blocks = [a[i : i + 90] for i in range(0, len(a), 90)]
+    sharded, whole = AnchorIndex(blocks, gpu=False), AnchorIndex(a, gpu=False)
+    if removed:
+        gone = np.random.default_rng(2).choice(len(a), removed, replace=False)
+        sharded, whole = sharded.without(gone), whole.without(gone)
+    for k in (5, 300, 1990):
+        got, want = sharded.search(q, k), whole.search(q, k)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_array_equal(got[0], want[0])
+    if removed:  # positions are among the alive rows: none of them is a removed row
+        alive = np.setdiff1d(np.arange(len(a)), gone)
+        top = sharded.search(q, 1)[1][:, 0]
+        np.testing.assert_allclose(
+            np.sum(q * a[alive[top]], axis=1), sharded.search(q, 1)[0][:, 0], rtol=1e-5
+        )
