@@ -168,7 +168,9 @@ class Workbench:
         def build(vectors: Any) -> CachedSearch:
             key = (modality, bool(center))
             if key not in self.indexes:
-                self.indexes[key] = CachedSearch(AnchorIndex(vectors, gpu=self.gpu), prefixes=True)
+                index = AnchorIndex(vectors, gpu=self.gpu)
+                # prefixes hold for the CPU's exact lists (ordered by cosine, then position)
+                self.indexes[key] = CachedSearch(index, prefixes=not index.on_gpu)
             return self.indexes[key]
 
         return build
