@@ -118,13 +118,12 @@ def read_unit(
     started = time.perf_counter()
 
     def flush(final: bool) -> DecodedBatch:
-        nonlocal batch, started
+        nonlocal batch
         _decode_pending(batch, pending, preprocess, cache, encoder, bad, part)
         batch.final = final
         batch.decode_seconds = time.perf_counter() - started
         done, batch = batch, DecodedBatch(unit.index)
         pending.clear()
-        started = time.perf_counter()
         return done
 
     for offset, sample in enumerate(source.read(unit.part, unit.start, unit.stop)):
@@ -152,6 +151,7 @@ def read_unit(
         batch.rows.append(Row(offset, sample.key, sample.caption or "", sample.image_path, slot))
         if len(pending) >= batch_size:
             yield flush(False)
+            started = time.perf_counter()  # the time the consumer held the batch is not ours
             if strict and bad:  # a decode failed: the engine stops at its skip
                 return
     yield flush(True)

@@ -9,7 +9,8 @@ what is wrong with it (no image, no caption) is left for the build to report.
 - :class:`CaptionFileSource`: JSONL / CSV / COCO caption files, read by
   :func:`asif.data.read_caption_pairs`; relative image paths against the file's folder.
 - :class:`WebDatasetSource`: tar shards as img2dataset writes them (``KEY.jpg`` + ``KEY.txt`` or
-  ``KEY.json``), with brace patterns (``shards/{000000..000099}.tar``); read with ``tarfile``.
+  ``KEY.json``), with brace patterns (``shards/{000000..000099}.tar``); read by
+  :func:`asif.build.tar.tar_files`.
 - :class:`ParquetSource`: image bytes (a binary column, or the ``{"bytes", "path"}`` struct of a
   ``datasets`` Image column) or image paths, and captions (``pip install "asif[build]"``).
 - :class:`DatasetSource`: a Hugging Face ``datasets.Dataset`` in Python.
@@ -34,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asif.build.tar import tar_files
 from asif.data import read_caption_pairs
 
 __all__ = [
@@ -220,7 +222,8 @@ class WebDatasetSource(Source):
     Members sharing a key (the path up to the first dot of the file name, as webdataset splits
     it) form one sample; a ``.txt`` member is the caption, else the ``caption`` (or ``text``)
     field of the ``.json`` member, whose ``url`` becomes the image path. Keys are
-    ``"<tar path>/<key>"``. Tars may be compressed (``tarfile`` opens them all).
+    ``"<tar path>/<key>"``. Tars may be gzip, bzip2 or xz compressed
+    (:func:`asif.build.tar.tar_files`).
 
     Args:
         paths: tar files or patterns (``{000000..000099}`` ranges, ``{a,b}`` lists, globs).
@@ -250,29 +253,21 @@ class WebDatasetSource(Source):
         self, part: int, start: int, stop: int | None, *, read: bool
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(key, {extension: bytes or member name}) of samples start .. stop - 1, in order."""
-        path = self.paths[part]
         index, key, members = -1, None, {}
-        with tarfile.open(path) as tar:
-            while True:
-                member = tar.next()
-                tar.members = []  # keep memory flat: tarfile remembers every member read
-                if member is None:
-                    if key is not None and index >= start:
-                        yield key, members
+        for name, content in tar_files(self.paths[part]):
+            match = _MEMBER.match(name)
+            if match is None:
+                continue
+            if match.group(1) != key:
+                if key is not None and index >= start:
+                    yield key, members
+                index, key, members = index + 1, match.group(1), {}
+                if stop is not None and index >= stop:
                     return
-                match = _MEMBER.match(member.name) if member.isfile() else None
-                if match is None:
-                    continue
-                if match.group(1) != key:
-                    if key is not None and index >= start:
-                        yield key, members
-                    index, key, members = index + 1, match.group(1), {}
-                    if stop is not None and index >= stop:
-                        return
-                if index >= start:
-                    ext = match.group(2).lower()
-                    data = tar.extractfile(member) if read else None
-                    members[ext] = (member.name, data.read() if data is not None else None)
+            if index >= start:
+                members[match.group(2).lower()] = (name, content() if read else None)
+        if key is not None and index >= start:
+            yield key, members
 
     def _sample(self, part: int, key: str, members: dict[str, Any]) -> Sample:
         path = self.paths[part]
