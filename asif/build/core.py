@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,7 @@ def build_anchor_set(
             "versions": _versions(),
         },
     }
+    finishing = time.perf_counter()
     anchors = finish_set(
         folder,
         target,
@@ -222,6 +224,8 @@ def build_anchor_set(
         provenance=provenance,
         hub_ks=hub_ks,
     )
+    stats.finish_seconds = time.perf_counter() - finishing
+    stats.seconds += stats.finish_seconds
     return _done(anchors, target, stats, show)
 
 

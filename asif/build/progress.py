@@ -2,8 +2,9 @@
 
 Example:
     >>> stats = BuildStats(pairs=35_400, skipped=2, seconds=100.0, model_seconds=80.0)
+    >>> stats.finish_seconds = 4.0
     >>> print(stats.summary())
-    35400 pairs in 100.0 s: 354.0 pairs/s (model only: 442.5 pairs/s), 2 skipped
+    35400 pairs in 100.0 s: 354.0 pairs/s (model only: 442.5 pairs/s), 2 skipped; hub statistics and manifest 4.0 s of it
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ class BuildStats:
     Attributes:
         pairs: pairs written.
         skipped: samples skipped.
-        seconds: wall time of the run.
+        seconds: wall time of the run (finishing the set included).
         model_seconds: time inside the encoders' forward passes (image and text).
         decode_seconds: time the readers spent reading, hashing and decoding (in workers:
             beside the encoders, not after them).
         images_encoded: distinct images run through the image encoder.
         images_cached: distinct images served by the embedding cache.
         texts_encoded: distinct captions run through the text encoder.
+        finish_seconds: the part of ``seconds`` spent finishing the set (hub statistics,
+            manifest, the move into place).
         units: units written by this run.
         loaded: the encoders this run loaded (none when everything was built or cached).
     """
@@ -37,6 +40,7 @@ class BuildStats:
     seconds: float = 0.0
     model_seconds: float = 0.0
     decode_seconds: float = 0.0
+    finish_seconds: float = 0.0
     images_encoded: int = 0
     images_cached: int = 0
     texts_encoded: int = 0
@@ -54,11 +58,14 @@ class BuildStats:
         return self.pairs / self.model_seconds if self.model_seconds else 0.0
 
     def summary(self) -> str:
-        """One line: pairs, time, pairs/s, model-only pairs/s, skipped."""
-        return (
+        """One line: pairs, time, pairs/s, model-only pairs/s, skipped, time to finish."""
+        line = (
             f"{self.pairs} pairs in {self.seconds:.1f} s: {self.pairs_per_second:.1f} pairs/s "
             f"(model only: {self.model_pairs_per_second:.1f} pairs/s), {self.skipped} skipped"
         )
+        if self.finish_seconds:
+            line += f"; hub statistics and manifest {self.finish_seconds:.1f} s of it"
+        return line
 
 
 class StageBars:
