@@ -117,3 +117,16 @@ def test_content_is_read_before_the_next_member(tmp_path) -> None:  # type: igno
     next(files)
     with pytest.raises(RuntimeError, match="before the next member"):
         read_a()
+
+
+def test_a_build_from_a_truncated_shard_stops_before_any_work(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from asif.build import build_anchor_set, build_folder_of
+
+    good = tmp_path / "00000.tar"
+    _write(good, [("file", f"{i:09d}.txt", 20) for i in range(4)], "ustar", "")
+    cut = tmp_path / "00001.tar"
+    cut.write_bytes(good.read_bytes()[:1500])
+    with pytest.raises(TarFormatError, match=r"00001\.tar: the archive ends inside a header"):
+        build_anchor_set([str(tmp_path / "{00000..00001}.tar")], tmp_path / "anchors", workers=0)
+    assert not (tmp_path / "anchors").exists()
+    assert not build_folder_of(tmp_path / "anchors").exists()
