@@ -27,7 +27,14 @@ from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 from asif.build.writer import write_unit
 
-__all__ = ["BadSampleError", "PlanOrderWriter", "UnitState", "refuse_skips", "run_local"]
+__all__ = [
+    "BadSampleError",
+    "PlanOrderWriter",
+    "UnitState",
+    "captions_due",
+    "refuse_skips",
+    "run_local",
+]
 
 logger = logging.getLogger("asif")
 _WARN_SKIPS = 20
@@ -137,6 +144,12 @@ sorts a call's captions by length, so larger calls pad less (about 10% faster th
 decoded batch of 64 images' captions)."""
 
 
+def captions_due(pending: int, final: bool) -> bool:
+    """Whether a unit's ``pending`` new captions are encoded after this batch (``final``: the
+    unit's last): the one rule of both engines, so they encode the same caption groups."""
+    return pending > 0 and (final or pending >= TEXT_CHUNK)
+
+
 class UnitState:
     """One unit's rows and embeddings while its batches arrive."""
 
@@ -171,7 +184,7 @@ class UnitState:
         self.rows += batch.rows
         self.skipped += batch.skipped
         self.final = batch.final
-        if self.pending and (self.final or len(self.pending) >= TEXT_CHUNK):
+        if captions_due(len(self.pending), self.final):
             self._encode_pending(job, stats)
 
     def _encode_pending(self, job: BuildJob, stats: BuildStats) -> None:

@@ -7,11 +7,13 @@
 2. **decode**, CPU tasks with their own resources (``flat_map``, one CPU each, as many as the
    cluster's CPUs allow; ``workers`` is the local engine's): :func:`asif.build.decode.read_unit`
    reads, checks, deduplicates and decodes a unit into its batches of at most ``batch_size``
-   new images (and the unit's new captions), exactly the batches the local engine encodes;
+   new images (and the unit's new captions, grouped as the local engine groups them), exactly
+   the batches the local engine encodes;
 3. **encode**, a pool of encoder actors (``map_batches`` with a callable class and
    ``ActorPoolStrategy``): one actor per GPU with ``num_gpus=1`` each when the device is CUDA,
    else CPU actors. Each call is one decoded batch: ``batch_size`` images in one forward pass
-   (give ``--batch-size`` in the hundreds on a GPU) and its new captions. Named encoders are
+   (give ``--batch-size`` in the hundreds on a GPU) and the captions due with it (up to
+   :data:`asif.build.local.TEXT_CHUNK`, the unit's last batch carrying the rest). Named encoders are
    loaded in each actor (their fingerprint checked against the driver's); encoder objects are
    shipped once through the object store;
 4. **write**, in this process: each unit's rows, sorted by offset as the local engine sorts
@@ -42,7 +44,7 @@ import numpy as np
 
 from asif.build.decode import DecodedBatch, Row, Skip, UnitDataset
 from asif.build.job import BuildJob
-from asif.build.local import PlanOrderWriter, UnitState, refuse_skips
+from asif.build.local import PlanOrderWriter, UnitState, captions_due, refuse_skips
 from asif.build.plan import WorkUnit
 from asif.build.progress import BuildStats, StageBars
 
@@ -142,8 +144,9 @@ def _encoder_resources(ray: Any, device: str) -> tuple[int, dict[str, float], st
 
 
 def _decode_unit(row: dict[str, Any], **options: Any) -> Any:
-    """Decode stage (a CPU task): one unit's decoded batches, each with the captions that are
-    new in the unit (the local engine encodes those, in that order, with that batch)."""
+    """Decode stage (a CPU task): one unit's decoded batches, each with the unit's new captions
+    the local engine encodes after that batch (:func:`asif.build.local.captions_due`: in one
+    call, in that order), so both engines encode the same caption groups."""
     unit = WorkUnit(**{name: int(row[name]) for name in _UNIT_FIELDS})
     reader = UnitDataset(
         options["sources"],
@@ -155,9 +158,14 @@ def _decode_unit(row: dict[str, Any], **options: Any) -> Any:
         strict=options["strict"],
     )
     seen: set[str] = set()
+    pending: list[str] = []
     for seq, batch in enumerate(reader):
-        new = [c for c in dict.fromkeys(r.caption for r in batch.rows) if c not in seen]
-        seen.update(new)
+        fresh = [c for c in dict.fromkeys(r.caption for r in batch.rows) if c not in seen]
+        seen.update(fresh)
+        pending += fresh
+        new: list[str] = []
+        if captions_due(len(pending), batch.final):
+            new, pending = pending, []
         if batch.pixels is not None:
             batch.pixels = batch.pixels.numpy()
         yield {"unit": unit.index, "seq": seq, "batch": pickle.dumps((batch, new), protocol=5)}
