@@ -1,8 +1,8 @@
 """``asif build`` at the speed of the encoder: end to end against its bounds, decoding, memory, swap.
 
 In one run, on flickr8k written as WebDataset tars by this script (img2dataset's layout: one
-sample per caption, so each photo is in 5 samples) and on coco-mini's larger photos, with the
-default encoders (EfficientNet-Lite0 + all-MiniLM-L6-v2), batch size 64:
+sample per caption, so each photo is in 5 samples, 10,000 samples per tar) and on coco-mini's
+larger photos, with the default encoders (EfficientNet-Lite0 + all-MiniLM-L6-v2), batch size 64:
 
 - ``asif build`` end to end (``build_anchor_set``, decoding in 1 worker process, and in this
   process: ``workers=0``), and today's path, ``RelativeSpace.fit`` on the same pairs;
@@ -51,6 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, RESULTS, machine
 
 BATCH = 64
+PER_TAR = 10_000
+"""Samples per tar: img2dataset's default (``number_sample_per_shard``). A work unit never spans
+two tars, so this is also the size of the units, whose captions are encoded together."""
 PARTS = ("flickr", "coco", "decode", "memory", "swap", "precision")
 
 
@@ -172,7 +175,7 @@ def end_to_end(
 ) -> dict[str, Any]:
     from asif.build import write_webdataset
 
-    pattern = write_webdataset(pairs, work / f"{name}-wds", per_tar=1000)
+    pattern = write_webdataset(pairs, work / f"{name}-wds-{PER_TAR}", per_tar=PER_TAR)
     images = len({p for p, _ in pairs})
     files = list(dict.fromkeys(p for p, _ in pairs))[:512]
     before = {
@@ -197,6 +200,7 @@ def end_to_end(
     out = {
         "pairs": len(pairs),
         "images": images,
+        "per_tar": PER_TAR,
         "rates": {**rates, "decode": decode},
         "rates_before": before,
         "rates_after": after,
@@ -481,7 +485,8 @@ def report(result: dict[str, Any]) -> str:
         if not r:
             continue
         lines += [
-            f"## {name}: {r['pairs']} pairs over {r['images']} images (WebDataset tars written here)",
+            f"## {name}: {r['pairs']} pairs over {r['images']} images (WebDataset tars of "
+            f"{r.get('per_tar', 1000):,} samples written here)",
             "",
             f"Model-only: image {r['rates']['image_model']:.1f} img/s, text {r['rates']['text_model']:.0f} captions/s "
             f"({r['model_only_pairs_per_s']:.1f} pairs/s); decode + transform {r['rates']['decode']:.0f} img/s (one process). "
