@@ -211,10 +211,13 @@ def end_to_end(
         "rows": [],
     }
     for label, r in rows.items():
-        assert r["images"] == images, (r["images"], images)
+        # a build deduplicates a unit's images by content, fit by path: two files of flickr8k
+        # hold the same photo, and a unit holding both encodes it once
+        assert images - 2 <= r["images"] <= images, (r["images"], images)
         out["rows"].append(
             {
                 "path": label,
+                "images_encoded": r["images"],
                 "seconds": r["seconds"],
                 "hub_seconds": hub_s,
                 "pairs_per_s": len(pairs) / r["seconds"],
