@@ -3,8 +3,8 @@
 Workers run :func:`asif.build.decode.read_unit` on every w-th unit and send batches of pixels
 through shared memory (a few batches ahead per worker: ``prefetch_factor``); this process runs
 each batch through the image encoder under ``torch.inference_mode`` (the encoder's own forward,
-channels-last), encodes the batch's new captions, and writes each unit as soon as it and every
-unit before it are complete. Memory holds the embeddings of at most about ``workers + 1`` units
+channels-last), encodes the unit's new captions together (:func:`captions_due`), and writes
+each unit as soon as it and every unit before it are complete. Memory holds the embeddings of at most about ``workers + 1`` units
 and the batches in flight, whatever N.
 
 On a CPU the encoders and the decoders share the cores, so the bound is the serial one; on a

@@ -2,8 +2,8 @@
 
 A WebDataset shard holds three members per sample, so a build of 35,000 samples reads 105,000
 headers, twice (counting, then reading); the standard library's ``tarfile`` spends about 70 us on
-each (a ``TarInfo`` object, every field parsed), a third of the time it takes to decode the
-sample's image. :func:`tar_files` parses only what a reader needs (name, type, size) from the
+each (a ``TarInfo`` object, every field parsed): for flickr8k's five samples per photo, 1 ms
+per photo read, a third of the 3 ms its decoding takes. :func:`tar_files` parses only what a reader needs (name, type, size) from the
 512-byte headers of the POSIX formats ``tarfile`` writes (ustar, GNU long names, pax extended
 headers) and checks every header's checksum; a damaged or truncated archive is an error that
 names the file and the byte. gzip, bzip2 and xz archives are read through their decompressors.
@@ -83,7 +83,7 @@ def _members(
         kind = header[156:157]
         size = _number(header[124:136], path, offset)
         if "size" in pax and kind not in _META:
-            size = int(pax["size"])
+            size = _pax_size(pax["size"], path, offset)
         padded = -(-size // _BLOCK) * _BLOCK
         offset += _BLOCK
         if kind in _META:  # a name or attributes for the next member (global ones: ignored)
@@ -164,12 +164,20 @@ def _pax_records(data: bytes, path: str, offset: int) -> dict[str, str]:
         try:
             length = int(data[at:space])
         except ValueError:
-            raise _error(path, offset, "a pax header is malformed") from None
+            length = 0
+        if space < 0 or length <= space - at:  # (a length of 0 would never end the loop)
+            raise _error(path, offset, "a pax header is malformed")
         record = data[space + 1 : at + length - 1]
         key, _, value = record.partition(b"=")
         out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         at += length
     return out
+
+
+def _pax_size(value: str, path: str, offset: int) -> int:
+    if not value.isdigit():
+        raise _error(path, offset, f"a pax header gives the size {value!r}")
+    return int(value)
 
 
 def _read(f: IO[bytes], n: int, path: str, offset: int) -> bytes:

@@ -130,3 +130,17 @@ def test_a_build_from_a_truncated_shard_stops_before_any_work(tmp_path) -> None:
         build_anchor_set([str(tmp_path / "{00000..00001}.tar")], tmp_path / "anchors", workers=0)
     assert not (tmp_path / "anchors").exists()
     assert not build_folder_of(tmp_path / "anchors").exists()
+
+
+@pytest.mark.parametrize(
+    "record", [b"0 path=x\n", b"garbage without a length", b"16 size=12x4567\n"]
+)
+def test_a_malformed_pax_header_is_an_error(tmp_path, record: bytes) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "pax.tar"
+    _write(path, [("file", "é" * 120 + ".jpg", 10)], "pax", "")  # an extended header first
+    data = bytearray(path.read_bytes())
+    data[512 : 512 + len(record) + 1] = record + b"\0"  # its records (not checksummed)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TarFormatError, match=r"bad\.tar: a pax header"):
+        list(tar_files(bad))
